@@ -1,0 +1,56 @@
+"""The ``rest-em`` command line.
+
+    rest-em verify --domain math INPUT.jsonl -o OUTPUT.jsonl
+    rest-em iterate --config configs/default.yaml --iterations 3 sampling.n=16
+    rest-em serve-verifier --port 8000
+    rest-em --help
+
+Subcommands live in ``rest_em/commands/``; this module only wires them together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from rest_em import __version__
+
+# (module under rest_em.commands) in the order `--help` lists them.
+_COMMANDS = ("verify", "iterate", "report", "serve_verifier", "setup_model", "sandbox_image")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rest-em",
+        description="ReST-EM: improve a language model on math and code by training on its own verified solutions.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"rest-em {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMANDS:
+        try:
+            module = importlib.import_module(f"rest_em.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"rest_em.commands.{name}":
+                continue  # a subcommand not shipped in this build
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose + 1, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
