@@ -1,0 +1,312 @@
+"""The verifier HTTP service: a FastAPI app factory.
+
+    from verifiers.service import ServiceSettings, create_app
+    app = create_app(ServiceSettings(domains=("math",), verifier_options={"math": {"workers": 2}}))
+    # uvicorn.run(app, host="127.0.0.1", port=8000), or: rest-em serve-verifier --port 8000
+
+Endpoints (docs/service.md has the full reference; OpenAPI at ``/docs``):
+
+``POST /v1/verify``  ``{"items": [...]}`` -> ``{"results": [...]}`` in the same order
+``GET /v1/limits``   the limits in force, so a client can size its batches
+``GET /healthz``     the domain verifiers (sandbox pool, math workers) and the queue
+``GET /metrics``     Prometheus text
+
+Domain verifiers are built once when the app starts (lifespan) and closed when it stops, after the
+requests in flight have been answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import os
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from verifiers.io import InputError
+from verifiers.registry import get_verifier
+from verifiers.service.dispatch import Dispatcher, DomainLane, Judged
+from verifiers.service.errors import ServiceError, validation_error
+from verifiers.service.health import lane_health
+from verifiers.service.limits import Admission, BodySizeLimitMiddleware, Limits, item_size_errors
+from verifiers.service.metrics import CONTENT_TYPE, RequestMetricsMiddleware, ServiceMetrics
+from verifiers.service.models import (
+    DOMAINS,
+    ErrorResponse,
+    Health,
+    ItemError,
+    VerifyRequest,
+    VerifyResponse,
+    VerifyResult,
+)
+from verifiers.verdict import Verdict
+
+logger = logging.getLogger(__name__)
+
+TOKEN_ENV = "REST_EM_VERIFIER_TOKEN"
+
+VerifierFactory = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """What one replica serves and how.
+
+    ``verifier_options`` maps a domain to the keyword options of its factory
+    (``get_verifier(domain, **options)``), e.g. ``{"math": {"workers": 2, "timeout_s": 5.0}}``.
+    ``token``: when set, ``/v1/*`` and ``/metrics`` need ``Authorization: Bearer <token>``.
+    """
+
+    domains: tuple[str, ...] = DOMAINS
+    verifier_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
+    token: str | None = None
+
+    def __post_init__(self) -> None:
+        unknown = [d for d in self.domains if d not in DOMAINS]
+        if unknown or not self.domains:
+            raise ValueError(f"domains must be a non-empty subset of {', '.join(DOMAINS)}; got {list(self.domains)}")
+        extra = [d for d in self.verifier_options if d not in self.domains]
+        if extra:
+            raise ValueError(f"verifier_options for domains not served: {', '.join(extra)}")
+
+    @classmethod
+    def token_from_env(cls) -> str | None:
+        return os.environ.get(TOKEN_ENV) or None
+
+
+class ServiceState:
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.settings = settings
+        self.admission = Admission(settings.limits)
+        self.metrics = ServiceMetrics(lambda: self.admission.depth, settings.limits.max_queue_items)
+        self.lanes: dict[str, DomainLane] = {}
+        self.dispatcher: Dispatcher | None = None
+        self.in_flight = 0
+
+    def on_chunk(self, domain: str, verdicts: list[Verdict], elapsed_s: float) -> None:
+        self.metrics.chunk_seconds.labels(domain=domain).observe(elapsed_s)
+        self.metrics.observe_verdicts(domain, verdicts)
+        self.admission.record_throughput(len(verdicts), elapsed_s)
+
+
+def _start(state: ServiceState, factory: VerifierFactory) -> None:
+    settings = state.settings
+    for domain in settings.domains:
+        options = settings.verifier_options.get(domain, {})
+        try:
+            verifier = factory(domain, **options)
+            start = getattr(verifier, "start", None)
+            if callable(start):  # warm the workers / containers before the first request
+                start()
+        except Exception as exc:  # the other domains still serve; this one answers `error`
+            logger.exception("could not start the %s verifier; its items will get error verdicts", domain)
+            state.lanes[domain] = DomainLane(domain, None, settings.limits.slots_per_domain,
+                                             unavailable_reason=f"{type(exc).__name__}: {exc}")
+            continue
+        logger.info("%s verifier ready (%s)", domain, options or "default options")
+        state.lanes[domain] = DomainLane(domain, verifier, settings.limits.slots_per_domain)
+    state.dispatcher = Dispatcher(state.lanes, settings.limits.chunk_items, on_chunk=state.on_chunk)
+
+
+def _stop(state: ServiceState) -> None:
+    if state.dispatcher is not None:
+        state.dispatcher.close(wait=True)
+    for lane in state.lanes.values():
+        if lane.verifier is None:
+            continue
+        try:
+            lane.verifier.close()
+        except Exception:
+            logger.exception("closing the %s verifier failed", lane.domain)
+    logger.info("verifier service stopped")
+
+
+def create_app(settings: ServiceSettings | None = None, verifier_factory: VerifierFactory = get_verifier) -> FastAPI:
+    """The service app. ``verifier_factory(domain, **options)`` builds each domain's verifier."""
+    settings = settings or ServiceSettings(token=ServiceSettings.token_from_env())
+    state = ServiceState(settings)
+    limits = settings.limits
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Verifiers start worker processes / containers: do it off the loop, once.
+        await asyncio.to_thread(_start, state, verifier_factory)
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(_stop, state)
+
+    app = FastAPI(
+        title="rest-em verifier service",
+        version="1",
+        summary="Binary verifiers for math answers and code (sandboxed unit tests): pass, fail or error.",
+        lifespan=lifespan,
+    )
+    app.state.service = state
+
+    bearer = HTTPBearer(auto_error=False, description=f"Needed when the service was started with {TOKEN_ENV} set.")
+
+    async def require_token(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        if settings.token is None:
+            return
+        given = credentials.credentials if credentials is not None else ""
+        if not hmac.compare_digest(given.encode(), settings.token.encode()):
+            state.metrics.rejections.labels(reason="unauthorized").inc()
+            raise ServiceError(
+                401,
+                ErrorResponse(error="unauthorized", message="missing or wrong bearer token (Authorization: Bearer ...)"),
+                {"WWW-Authenticate": "Bearer"},
+            )
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
+        return JSONResponse(exc.body.model_dump(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        error = validation_error(exc)
+        state.metrics.rejections.labels(reason=error.body.error).inc()
+        return JSONResponse(error.body.model_dump(), status_code=error.status)
+
+    error_responses: dict[int | str, dict[str, Any]] = {
+        code: {"model": ErrorResponse, "description": text}
+        for code, text in ((400, "Body is not JSON"), (401, "Missing or wrong token"),
+                           (413, "Body or item count over a limit"), (422, "Invalid items, or a string over a limit"),
+                           (503, "Queue full: retry after Retry-After seconds"))
+    }
+
+    @app.post("/v1/verify", response_model=VerifyResponse, responses=error_responses,
+              dependencies=[Depends(require_token)])
+    async def verify(body: VerifyRequest, request: Request) -> VerifyResponse:
+        """Verify math and code items; one result per item, in request order."""
+        started = time.perf_counter()
+        items = body.items
+        _check_limits(items, limits, state)
+        if not state.admission.try_admit(len(items)):
+            retry_after = state.admission.retry_after_s()
+            state.metrics.rejections.labels(reason="queue_full").inc()
+            raise ServiceError(503, ErrorResponse(
+                error="queue_full",
+                message=(f"{state.admission.depth} items are queued; {len(items)} more would pass the limit "
+                         f"max_queue_items={limits.max_queue_items}; retry in {retry_after} s"),
+                limit="max_queue_items",
+            ), {"Retry-After": str(retry_after)})
+        state.in_flight += 1
+        state.metrics.in_flight.inc()
+        try:
+            results = await _verify_admitted(items, state, request.is_disconnected)
+        finally:
+            state.admission.release(len(items))
+            state.in_flight -= 1
+            state.metrics.in_flight.dec()
+        return VerifyResponse(results=results, elapsed_s=time.perf_counter() - started)
+
+    @app.get("/v1/limits", response_model=dict[str, int], dependencies=[Depends(require_token)])
+    async def get_limits() -> dict[str, int]:
+        """The limits in force (names as in 413/422/503 error bodies)."""
+        return {name: getattr(limits, name) for name in Limits.names()}
+
+    @app.get("/healthz", response_model=Health)
+    async def healthz() -> Health:
+        """State of each domain verifier (sandbox pool, math workers) and of the queue."""
+        domains = {name: await lane_health(lane) for name, lane in state.lanes.items()}
+        status = "ok" if domains and all(d.status == "ok" for d in domains.values()) else "degraded"
+        return Health(status=status, domains=domains, queue_depth=state.admission.depth,
+                      queue_capacity=limits.max_queue_items, in_flight_requests=state.in_flight)
+
+    @app.get("/metrics", dependencies=[Depends(require_token)], response_class=Response)
+    async def metrics() -> Response:
+        """Prometheus text exposition."""
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE)
+
+    def _on_body_rejected(reason: str) -> None:
+        state.metrics.rejections.labels(reason=reason).inc()
+
+    # Outermost first: metrics see every answer, including the body-size 413.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=limits.max_body_bytes, on_reject=_on_body_rejected)
+    app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)
+    return app
+
+
+def _check_limits(items: list[Any], limits: Limits, state: ServiceState) -> None:
+    if len(items) > limits.max_items_per_request:
+        state.metrics.rejections.labels(reason="too_many_items").inc()
+        raise ServiceError(413, ErrorResponse(
+            error="too_many_items",
+            message=f"{len(items)} items, over the limit max_items_per_request={limits.max_items_per_request}; split the batch",
+            limit="max_items_per_request",
+        ))
+    errors = [e for i, item in enumerate(items) for e in item_size_errors(i, item, limits)]
+    if errors:
+        state.metrics.rejections.labels(reason="item_too_large").inc()
+        limit = "max_tests_chars" if all(e.field == "tests" for e in errors) else "max_text_chars"
+        first = errors[0]
+        raise ServiceError(422, ErrorResponse(
+            error="item_too_large",
+            message=f"{len(errors)} item field(s) over a limit; first: items[{first.index}].{first.field}: {first.message}",
+            limit=limit,
+            errors=errors,
+        ))
+
+
+def _parse_items(items: list[Any], state: ServiceState) -> dict[str, list[tuple[int, Any]]]:
+    """Items grouped by domain as ``(index, parsed item)``; bad items raise a 422 naming each one."""
+    by_domain: dict[str, list[tuple[int, Any]]] = {}
+    errors: list[ItemError] = []
+    for index, item in enumerate(items):
+        lane = state.lanes.get(item.domain)
+        if lane is None:
+            errors.append(ItemError(index=index, id=item.id, field="domain",
+                                    message=f"domain {item.domain!r} is not served here (serving: {', '.join(state.lanes)})"))
+            continue
+        row = item.to_row()
+        if lane.verifier is None:
+            parsed: Any = row  # answered with `error` verdicts; nothing to parse it with
+        else:
+            where = f"items[{index}]"
+            try:
+                parsed = lane.verifier.parse_item(row, where=where)
+            except InputError as exc:
+                message = str(exc).removeprefix(f"{where}: ")  # the index is in the ItemError already
+                errors.append(ItemError(index=index, id=item.id, message=message))
+                continue
+        by_domain.setdefault(item.domain, []).append((index, parsed))
+    if errors:
+        state.metrics.rejections.labels(reason="invalid_items").inc()
+        raise ServiceError(422, ErrorResponse(
+            error="invalid_items",
+            message=f"{len(errors)} invalid item(s); first: items[{errors[0].index}]: {errors[0].message}",
+            errors=errors,
+        ))
+    return by_domain
+
+
+async def _verify_admitted(items: list[Any], state: ServiceState,
+                           client_gone: Callable[[], Awaitable[bool]]) -> list[VerifyResult]:
+    by_domain = _parse_items(items, state)
+    assert state.dispatcher is not None, "the app's lifespan has not run"
+    domains = list(by_domain)
+    judged_lists = await asyncio.gather(
+        *(state.dispatcher.verify(d, [parsed for _, parsed in by_domain[d]], client_gone) for d in domains)
+    )
+    results: list[VerifyResult | None] = [None] * len(items)
+    for domain, judged in zip(domains, judged_lists):
+        for (index, _), j in zip(by_domain[domain], judged):
+            results[index] = _result(items[index].id, domain, j)
+    missing = [i for i, r in enumerate(results) if r is None]
+    if missing:  # the dispatcher answers every item; this guards the invariant the client relies on
+        raise RuntimeError(f"no verdict for items {missing[:10]}")
+    return results  # type: ignore[return-value]
+
+
+def _result(item_id: Any, domain: str, judged: Judged) -> VerifyResult:
+    return VerifyResult.from_verdict(item_id, domain, judged.verdict, judged.queued_s, judged.elapsed_s)
