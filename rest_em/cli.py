@@ -13,7 +13,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+
+# torch's OpenMP threads busy-wait by default; on a shared or small CPU box that spinning starved the
+# verifier workers and halved sampling and training speed (measured: 5 SFT steps 217 s -> 93 s).
+# Must be set before torch is imported; a user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from rest_em import __version__
 

