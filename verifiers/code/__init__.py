@@ -94,6 +94,15 @@ class CodeVerifier:
 
     @classmethod
     def from_options(cls, **options: Any) -> "CodeVerifier":
+        """Build from keyword options. Besides the ``CodeVerifyConfig`` fields it takes the two options
+        every domain of ``verifiers.registry`` understands, so callers can stay domain-agnostic:
+        ``timeout_s`` (the per-test limit) and ``workers`` (containers in the pool; None = one per core).
+        None values are ignored."""
+        options = {k: v for k, v in options.items() if v is not None}
+        if "timeout_s" in options:
+            options.setdefault("timeout_per_test_s", options.pop("timeout_s"))
+        if "workers" in options:
+            options.setdefault("pool_size", options.pop("workers"))
         return cls(CodeVerifyConfig.from_options(**options))
 
     # ------------------------------------------------------------------------------------ input
