@@ -1,0 +1,99 @@
+"""From verified samples to the SFT set the M-step trains on.
+
+    rows, stats = build_sft_set(samples, verdicts, prompts, cap=10, dedupe=True, seed=0, iteration=1)
+
+1. ``error`` verdicts (our side broke) are counted and dropped; they never enter the SFT set.
+2. Only ``pass`` samples are kept; with ``dedupe`` identical solutions of one problem (same text after
+   stripping surrounding whitespace) count once (the lowest ``sample_idx`` stays).
+3. At most ``cap`` solutions per problem, drawn at random with a seed derived from ``seed``,
+   ``iteration`` and the problem id (so a problem's choice does not depend on the others).
+
+SFT rows: ``{problem_id, sample_idx, iteration, prompt, completion}``, ordered by problem then sample.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass
+from typing import Any, Iterable, Mapping
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class FilterStats:
+    num_problems: int  # problems sampled
+    num_samples: int
+    verdicts: dict[str, int]  # pass / fail / error counts
+    error_reasons: dict[str, int]
+    problems_with_pass: int  # train coverage numerator
+    duplicates_dropped: int
+    capped_dropped: int
+    num_kept: int
+
+    @property
+    def coverage(self) -> float:
+        return self.problems_with_pass / self.num_problems if self.num_problems else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "coverage": self.coverage}
+
+
+def build_sft_set(
+    samples: Iterable[Mapping[str, Any]],
+    verdicts: Iterable[Mapping[str, Any]],
+    prompts: Mapping[str, str],
+    cap: int,
+    dedupe: bool,
+    seed: int,
+    iteration: int,
+) -> tuple[list[dict[str, Any]], FilterStats]:
+    """Join samples and verdicts on ``(problem_id, sample_idx)`` and keep the capped correct ones."""
+    if cap < 1:
+        raise ValueError(f"filter.cap must be >= 1, got {cap}")
+    verdict_of = {(v["problem_id"], v["sample_idx"]): v for v in verdicts}
+    counts: Counter[str] = Counter({"pass": 0, "fail": 0, "error": 0})
+    error_reasons: Counter[str] = Counter()
+    correct: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    problems: set[str] = set()
+    num_samples = 0
+    for s in samples:
+        num_samples += 1
+        problems.add(s["problem_id"])
+        v = verdict_of.get((s["problem_id"], s["sample_idx"]))
+        if v is None:
+            raise ValueError(f"no verdict for sample {s['problem_id']}#{s['sample_idx']}")
+        counts[v["verdict"]] += 1
+        if v["verdict"] == "error":
+            error_reasons[v["reason"]] += 1
+        elif v["verdict"] == "pass":
+            correct[s["problem_id"]].append(s)
+    if counts["error"]:
+        logger.warning("%d samples had verifier errors (dropped): %s", counts["error"], dict(error_reasons))
+
+    rows: list[dict[str, Any]] = []
+    duplicates = capped = 0
+    for pid in sorted(correct):
+        kept = sorted(correct[pid], key=lambda s: s["sample_idx"])
+        if dedupe:
+            seen: set[str] = set()
+            unique = []
+            for s in kept:
+                key = s["text"].strip()
+                if key not in seen:
+                    seen.add(key)
+                    unique.append(s)
+            duplicates += len(kept) - len(unique)
+            kept = unique
+        if len(kept) > cap:
+            rng = random.Random(f"{seed}:{iteration}:{pid}")
+            capped += len(kept) - cap
+            kept = sorted(rng.sample(kept, cap), key=lambda s: s["sample_idx"])
+        for s in kept:
+            rows.append({"problem_id": pid, "sample_idx": s["sample_idx"], "iteration": iteration,
+                         "prompt": prompts[pid], "completion": s["text"]})
+    stats = FilterStats(len(problems), num_samples, dict(counts), dict(error_reasons), len(correct),
+                        duplicates, capped, len(rows))
+    return rows, stats

@@ -1,0 +1,197 @@
+"""The run report, rebuilt from the run directory alone (``rest-em report RUN_DIR`` does the same).
+
+    paths = write_report(Path("runs/default"))    # report.md, report.json, metrics.png
+
+One row per iteration, iteration 0 (the base model) first: greedy pass@1, pass@k for the k list and
+maj@k on the test split (overall and per level), the transfer set, train coverage, SFT set size,
+verdict counts including ``error``, and the time and tokens/s of each stage. Rows of iterations
+still running show what has finished so far.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rest_em.rundir import RunDir
+from verifiers.io import write_text_atomic
+
+logger = logging.getLogger(__name__)
+
+
+def _load_json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def collect(run_dir: Path) -> dict[str, Any]:
+    """Everything the report shows, as data (this is report.json)."""
+    rd = RunDir(run_dir)
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    entries = []
+    for t in rd.iterations():
+        d = rd.iter_dir(t)
+        train = rd.info(t, "train")
+        filt = rd.info(t, "filter")
+        notes = []
+        if t == 0:
+            policy = "base model"
+        elif train is None:
+            policy = "(M-step not finished)"
+        elif train.get("skipped"):
+            policy = "base model (M-step skipped)"
+            notes.append(f"iteration {t}: M-step skipped ({train.get('reason')}); the base model is this iteration's policy")
+        else:
+            policy = f"iter_{t:02d}/checkpoint"
+        stage = {name: rd.info(t, name) or {} for name in ("samples", "verdicts", "eval_samples", "transfer_samples")}
+        entries.append({
+            "iteration": t,
+            "policy": policy,
+            "eval": _load_json(d / "eval" / "metrics.json"),
+            "transfer": _load_json(d / "transfer" / "metrics.json"),
+            "train_set": None if filt is None else {
+                "coverage": filt["coverage"], "problems_with_pass": filt["problems_with_pass"],
+                "num_problems": filt["num_problems"], "sft_size": filt["num_kept"], "verdicts": filt["verdicts"],
+                "error_reasons": filt["error_reasons"], "duplicates_dropped": filt["duplicates_dropped"],
+                "capped_dropped": filt["capped_dropped"]},
+            "timing": {
+                "estep_sampling_s": stage["samples"].get("seconds"),
+                "estep_tokens_per_s": stage["samples"].get("tokens_per_s"),
+                "estep_verify_s": stage["verdicts"].get("seconds"),
+                "mstep_s": None if train is None else train.get("seconds"),
+                "mstep_tokens_per_s": None if train is None else train.get("tokens_per_s"),
+                "eval_sampling_s": stage["eval_samples"].get("seconds"),
+                "eval_tokens_per_s": stage["eval_samples"].get("tokens_per_s"),
+                "transfer_sampling_s": stage["transfer_samples"].get("seconds"),
+            },
+            "notes": notes,
+            "estep_reasons": _estep_reasons(run_dir, t),  # issue #6
+        })
+    ev = cfg.get("eval", {})
+    return {"run": cfg.get("run", {}).get("name"), "run_dir": str(run_dir), "task": cfg.get("task", {}).get("name"),
+            "transfer_task": cfg.get("task", {}).get("transfer", {}).get("name"),
+            "model": cfg.get("model", {}).get("path"), "k_list": ev.get("k_list", []) if ev.get("n") else [],
+            "maj_k": ev.get("maj_k") if ev.get("n") else None, "iterations": entries}
+
+
+def _pct(x: Any) -> str:
+    return "—" if x is None else f"{100 * x:.1f}"
+
+
+def _secs(s: Any, tps: Any = None) -> str:
+    if s is None:
+        return "—"
+    return f"{s:.0f} s" + (f" ({tps:.0f} tok/s)" if tps else "")
+
+
+def metric_keys(data: dict[str, Any]) -> list[str]:
+    keys = ["greedy_pass@1"] + [f"pass@{k}" for k in data["k_list"]]
+    maj = f"maj@{data['maj_k']}" if data["maj_k"] else None
+    # issue #6: maj@k is not defined for code; a column no evaluation computed is left out, not shown empty.
+    if maj and any(e.get("eval") for e in data["iterations"]) and not any(
+            maj in (e.get(split) or {}) for e in data["iterations"] for split in ("eval", "transfer")):
+        maj = None
+    return keys + ([maj] if maj else [])
+
+
+def render_markdown(data: dict[str, Any]) -> str:
+    keys = metric_keys(data)
+    lines = [f"# ReST-EM run `{data['run']}`", "",
+             f"Task `{data['task']}`, base model `{data['model']}`. Metrics in percent on the held-out test split; "
+             "iteration 0 is the base model. Verdicts are pass/fail/error (error = the verifier side broke).", "",
+             "| iter | policy | " + " | ".join(keys) + " | eval errors | train coverage | SFT size "
+             "| E-step pass/fail/error | E-step sampling | M-step | eval sampling |",
+             "|" + "---|" * (len(keys) + 9)]
+    for e in data["iterations"]:
+        m, ts, tm = e["eval"] or {}, e["train_set"], e["timing"]
+        errors = sum(c.get("error", 0) for c in m.get("verdicts", {}).values()) if m else None
+        lines.append(
+            f"| {e['iteration']} | {e['policy']} | " + " | ".join(_pct(m.get(k)) for k in keys)
+            + f" | {'—' if errors is None else errors} | {_pct(ts['coverage']) if ts else '—'} | {ts['sft_size'] if ts else '—'}"
+            + f" | {'/'.join(str(ts['verdicts'].get(o, 0)) for o in ('pass', 'fail', 'error')) if ts else '—'}"
+            + f" | {_secs(tm['estep_sampling_s'], tm['estep_tokens_per_s'])} | {_secs(tm['mstep_s'], tm['mstep_tokens_per_s'])}"
+            + f" | {_secs(tm['eval_sampling_s'], tm['eval_tokens_per_s'])} |")
+    lines += ["", "## Per level (test split)", "", "| iter | level | problems | " + " | ".join(keys) + " |",
+              "|" + "---|" * (len(keys) + 3)]
+    for e in data["iterations"]:
+        for level, m in ((e["eval"] or {}).get("by_level") or {}).items():
+            lines.append(f"| {e['iteration']} | {level} | {m['num_problems']} | " + " | ".join(_pct(m.get(k)) for k in keys) + " |")
+    if data["transfer_task"]:
+        lines += ["", f"## Transfer set: `{data['transfer_task']}`", "", "| iter | problems | " + " | ".join(keys) + " |",
+                  "|" + "---|" * (len(keys) + 2)]
+        for e in data["iterations"]:
+            m = e["transfer"] or {}
+            lines.append(f"| {e['iteration']} | {m.get('num_problems', '—')} | " + " | ".join(_pct(m.get(k)) for k in keys) + " |")
+    lines += _reason_lines(data)
+    notes = [n for e in data["iterations"] for n in e["notes"]]
+    if notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+# --- verdict reasons (issue #6: code runs show why samples failed) -------------------------------------
+
+
+def _estep_reasons(run_dir: Path, iteration: int) -> dict[str, dict[str, int]] | None:
+    from rest_em.metrics import reason_counts
+    from verifiers.io import read_jsonl
+
+    path = RunDir(run_dir).iter_dir(iteration) / "verdicts.jsonl"
+    return reason_counts([row for _, row in read_jsonl(path)]) if path.exists() else None
+
+
+def _reason_lines(data: dict[str, Any]) -> list[str]:
+    """A table of verdict reasons (wrong_answer, timeout, runtime_error, syntax_error, ...) per stage."""
+    rows = [(e["iteration"], stage, counts) for e in data["iterations"]
+            for stage, counts in (("E-step", e.get("estep_reasons")), ("eval", (e["eval"] or {}).get("reasons")),
+                                  ("transfer", (e["transfer"] or {}).get("reasons")))
+            if counts]
+    if not rows:
+        return []
+    cols = sorted({(o, r) for _, _, c in rows for o, rs in c.items() for r in rs}, key=lambda c: (c[0] != "pass", c))
+    lines = ["", "## Verdict reasons (samples)", "", "| iter | stage | " + " | ".join(f"{o}: {r}" for o, r in cols) + " |",
+             "|" + "---|" * (len(cols) + 2)]
+    for t, stage, c in rows:
+        lines.append(f"| {t} | {stage} | " + " | ".join(str(c.get(o, {}).get(r, 0)) for o, r in cols) + " |")
+    return lines
+
+
+def plot(data: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for key in metric_keys(data):
+        for split, style in (("eval", "-o"), ("transfer", "--s")):
+            pts = [(e["iteration"], 100 * e[split][key]) for e in data["iterations"]
+                   if e.get(split) and e[split].get(key) is not None]
+            if pts:
+                label = key if split == "eval" else f"{key} ({data['transfer_task']})"
+                ax.plot(*zip(*pts), style, label=label)
+    ax.set_xlabel("iteration (0 = base model)")
+    ax.set_ylabel("percent")
+    ax.set_title(f"ReST-EM: {data['task']}")
+    ax.set_xticks([e["iteration"] for e in data["iterations"]])
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def write_report(run_dir: Path) -> Path:
+    """Rewrite report.json, report.md and metrics.png; returns the path of report.md."""
+    run_dir = Path(run_dir)
+    data = collect(run_dir)
+    write_text_atomic(run_dir / "report.json", json.dumps(data, indent=1))
+    write_text_atomic(run_dir / "report.md", render_markdown(data))
+    plot(data, run_dir / "metrics.png")
+    logger.info("report written to %s", run_dir / "report.md")
+    return run_dir / "report.md"

