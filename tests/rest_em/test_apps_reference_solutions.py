@@ -39,22 +39,10 @@ EXPECTED_FAILURES: dict[tuple[str, int], str] = {
 TIME_DEPENDENT: dict[tuple[str, int], set[str]] = {("4184", 5): {"correct", "timeout"}}
 
 
-def _docker_or_skip() -> None:
-    try:
-        import docker
-
-        docker.from_env(timeout=10).ping()
-    except Exception as exc:
-        if os.environ.get("REST_EM_REQUIRE_DOCKER") == "1":
-            pytest.fail(f"REST_EM_REQUIRE_DOCKER=1 but no Docker engine answers: {exc}")
-        pytest.skip(f"no Docker engine answers: {exc}")
-
-
 @pytest.fixture(scope="module")
-def verifier():
+def verifier(docker_client):  # docker_client: skips (or fails in CI) without an engine
     if not ORIGINAL.exists():
         pytest.skip(f"no APPS data at {ORIGINAL}")
-    _docker_or_skip()
     from verifiers.code import CodeVerifier
 
     with CodeVerifier.from_options(timeout_per_test_s=4.0, timeout_per_problem_s=60.0) as v:

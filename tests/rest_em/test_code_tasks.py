@@ -321,20 +321,8 @@ def test_code_default_config_builds_its_task():
 # ----------------------------------------------------------------------------------- Docker: sandbox
 
 
-def _docker_or_skip() -> None:
-    try:
-        import docker
-
-        docker.from_env(timeout=10).ping()
-    except Exception as exc:
-        if os.environ.get("REST_EM_REQUIRE_DOCKER") == "1":
-            pytest.fail(f"REST_EM_REQUIRE_DOCKER=1 but no Docker engine answers: {exc}")
-        pytest.skip(f"no Docker engine answers: {exc}")
-
-
 @pytest.fixture(scope="module")
-def verifier():
-    _docker_or_skip()
+def verifier(docker_client):  # docker_client: skips (or fails in CI) without an engine
     from verifiers.code import CodeVerifier
 
     with CodeVerifier.from_options(timeout_per_test_s=4.0) as v:

@@ -22,17 +22,6 @@ pytestmark = pytest.mark.docker
 DATA = Path(os.environ.get("REST_EM_DATA_DIR", Path(__file__).resolve().parents[3] / "shared" / "data"))
 
 
-def _docker_or_skip() -> None:
-    try:
-        import docker
-
-        docker.from_env(timeout=10).ping()
-    except Exception as exc:
-        if os.environ.get("REST_EM_REQUIRE_DOCKER") == "1":
-            pytest.fail(f"REST_EM_REQUIRE_DOCKER=1 but no Docker engine answers: {exc}")
-        pytest.skip(f"no Docker engine answers: {exc}")
-
-
 @pytest.fixture(scope="module")
 def task():
     if not (DATA / "humaneval" / "HumanEval.jsonl").exists():
@@ -42,8 +31,7 @@ def task():
 
 
 @pytest.fixture(scope="module")
-def verifier():
-    _docker_or_skip()
+def verifier(docker_client):  # docker_client: skips (or fails in CI) without an engine
     from verifiers.code import CodeVerifier
 
     with CodeVerifier.from_options(timeout_per_test_s=10.0, timeout_per_problem_s=60.0) as v:
