@@ -52,8 +52,20 @@ class RunDir:
                     + "\n  ".join(diffs)
                 )
             logger.info("resuming run %s", rd.root)
+            rd._remove_stale_temp_files()
         write_text_atomic(path, dump_config(cfg, meta=run_metadata()))
         return rd
+
+    def _remove_stale_temp_files(self) -> None:
+        """Delete the temp files of atomic writes that a killed run never renamed into place.
+
+        They never look finished (hidden, ``.tmp`` suffix) and the stage that wrote them is re-run, but
+        left alone they would pile up with every kill. One run directory has one writer at a time."""
+        stale = [p for p in self.root.rglob(".*.tmp") if p.is_file()]
+        for p in stale:
+            p.unlink(missing_ok=True)
+        if stale:
+            logger.info("removed %d temp file(s) left by an interrupted run", len(stale))
 
     def iter_dir(self, iteration: int) -> Path:
         return self.root / f"iter_{iteration:02d}"

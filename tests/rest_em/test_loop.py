@@ -132,6 +132,19 @@ def test_resume_with_a_different_config_is_an_error(setup):
     RunDir.open(cfg)
 
 
+def test_resume_removes_temp_files_left_by_a_kill(setup):
+    cfg, _, _ = setup(lambda model, i: i == 0, iterations=1)
+    run(cfg)
+    root = cfg.run_dir()
+    stale = [root / "iter_01" / ".done" / ".samples.json.x1y2.tmp", root / "iter_01" / ".samples.jsonl.abc.tmp"]
+    for p in stale:
+        p.write_text("half a row")  # what kill -9 between mkstemp and rename leaves behind
+    keep = root / "iter_01" / "samples.jsonl"
+    RunDir.open(cfg)
+    assert not any(p.exists() for p in stale)
+    assert keep.exists()
+
+
 DRIVER = '''
 import sys
 import verifiers.registry as registry
