@@ -10,8 +10,9 @@ Domain modules are imported lazily: asking for ``math`` never imports the Docker
 
 from __future__ import annotations
 
+import difflib
 import importlib
-from typing import Any, Protocol, Sequence
+from typing import Any, Collection, Iterable, Protocol, Sequence
 
 from verifiers.verdict import Verdict
 
@@ -33,6 +34,17 @@ class Verifier(Protocol):
 
     def close(self) -> None:
         """Release worker processes / containers."""
+
+
+def check_option_names(options: Iterable[str], known: Collection[str], what: str) -> None:
+    """Raise ``ValueError`` for the first unknown option, with a "did you mean" hint (or the known names)."""
+    for key in options:
+        if key not in known:
+            hint = difflib.get_close_matches(key, list(known), n=1)
+            raise ValueError(
+                f"unknown {what} option {key!r}"
+                + (f"; did you mean {hint[0]!r}?" if hint else f"; known: {', '.join(sorted(known))}")
+            )
 
 
 def get_verifier(domain: str, **options: Any) -> Verifier:

@@ -14,7 +14,6 @@ broke). Docker is optional at import time: without it every verdict is ``error``
 
 from __future__ import annotations
 
-import difflib
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +23,7 @@ from typing import Any, Sequence
 from verifiers.code.extract import POLICIES, extract_code
 from verifiers.code.harness import STYLES, CodeItem, build_job, verdict_for
 from verifiers.io import InputError
+from verifiers.registry import check_option_names
 from verifiers.verdict import Verdict
 
 __all__ = ["CodeVerifier", "CodeVerifyConfig", "CodeItem", "extract_code"]
@@ -61,10 +61,8 @@ class CodeVerifyConfig:
     @classmethod
     def from_options(cls, **options: Any) -> "CodeVerifyConfig":
         known = {f.name: f for f in fields(cls)}
+        check_option_names(options, known, "code verifier")
         for key, value in options.items():
-            if key not in known:
-                hint = difflib.get_close_matches(key, known, n=1)
-                raise ValueError(f"unknown code verifier option {key!r}" + (f"; did you mean {hint[0]!r}?" if hint else ""))
             want = known[key].type
             ok = {"float": (int, float), "int": (int,), "str": (str,)}.get(str(want), (object,))
             if isinstance(value, bool) or not isinstance(value, ok):

@@ -20,13 +20,13 @@ error  ``unparseable_reference``, ``verifier_crashed``, ``verifier_exception``
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import logging
 import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 from verifiers.io import InputError
+from verifiers.registry import check_option_names
 from verifiers.math.equivalence import CheckTask, EquivalenceTask, run_task, warm_up
 from verifiers.math.extract import DEFAULT_POLICIES, POLICIES, check_policies, extract_answer
 from verifiers.math.reference import REFERENCE_FORMATS
@@ -95,14 +95,7 @@ class MathVerifier:
 
         ``None`` values are ignored (a CLI option left unset); an unknown key is a ``ValueError``.
         """
-        known = {f.name for f in dataclasses.fields(MathVerifyConfig)}
-        for key in options:
-            if key not in known:
-                hint = difflib.get_close_matches(key, known, n=1)
-                raise ValueError(
-                    f"unknown math verifier option {key!r}"
-                    + (f"; did you mean {hint[0]!r}?" if hint else f"; known: {', '.join(sorted(known))}")
-                )
+        check_option_names(options, {f.name for f in dataclasses.fields(MathVerifyConfig)}, "math verifier")
         return cls(MathVerifyConfig(**{k: v for k, v in options.items() if v is not None}))
 
     def parse_item(self, row: dict[str, Any], where: str = "") -> MathItem:
