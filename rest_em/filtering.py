@@ -1,5 +1,6 @@
-"""From verified samples to the SFT set the M-step trains on.
+"""The filter stage: from verified samples to the SFT set the M-step trains on.
 
+    sft = filter_stage(rd, iteration, sets.train, cfg.filter)          # iter_NN/sft.jsonl
     rows, stats = build_sft_set(samples, verdicts, prompts, cap=10, dedupe=True, seed=0, iteration=1)
 
 1. ``error`` verdicts (our side broke) are counted and dropped; they never enter the SFT set.
@@ -17,7 +18,13 @@ import logging
 import random
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+from rest_em.config import FilterSection
+from rest_em.rundir import RunDir, read_rows
+
+if TYPE_CHECKING:
+    from rest_em.problem_sets import ProblemSet
 
 logger = logging.getLogger(__name__)
 
@@ -97,3 +104,17 @@ def build_sft_set(
     stats = FilterStats(len(problems), num_samples, dict(counts), dict(error_reasons), len(correct),
                         duplicates, capped, len(rows))
     return rows, stats
+
+
+def filter_stage(rd: RunDir, iteration: int, train: "ProblemSet", section: FilterSection) -> list[dict[str, Any]]:
+    """Drop errors, dedupe, cap per problem; write ``sft.jsonl`` and return its rows."""
+    out = rd.iter_dir(iteration)
+
+    def compute() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        rows, stats = build_sft_set(read_rows(out / "samples.jsonl"), read_rows(out / "verdicts.jsonl"), train.prompts,
+                                    section.cap, section.dedupe, section.seed, iteration)
+        logger.info("filter %d: %d SFT rows from %d problems (coverage %.1f%%)", iteration, len(rows),
+                    stats.problems_with_pass, 100 * stats.coverage)
+        return rows, stats.to_dict()
+
+    return rd.stage_rows(iteration, "filter", "sft.jsonl", compute)

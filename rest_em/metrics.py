@@ -154,7 +154,7 @@ def _verdict_counts(records: Sequence[EvalRecord]) -> dict[str, dict[str, int]]:
     return {"greedy": greedy, "sampled": sampled}
 
 
-# --- verdict reasons (issue #6: code reports count why samples failed) ---------------------------------
+# --- verdict reasons (code reports count why samples failed) ---------------------------------
 
 
 def reason_counts(verdicts: Sequence[dict]) -> dict[str, dict[str, int]]:

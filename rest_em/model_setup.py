@@ -144,7 +144,7 @@ def check_generation(model_dir: Path, prompt: str = CHECK_PROMPT, max_new_tokens
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rest_em.sampling.hf import encode_prompt
+    from rest_em.tokens import encode_prompt
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()

@@ -1,72 +1,81 @@
-"""The filter and the M-step: build the SFT set, then fine-tune the BASE model on it.
+"""The M-step: fine-tune a policy's starting point on the SFT set, behind one interface.
 
-    sft = filter_stage(rd, iteration, prompts, cfg.filter)              # iter_NN/sft.jsonl
-    policy = m_step(rd, iteration, base_model, sft, cfg.training)       # iter_NN/checkpoint/ or None
+    trainer = SFTTrainer(cfg.training)
+    step = m_step(rd, iteration, base, sft, trainer, free_memory=samplers.close)
+    policy = base if step.skipped else step.checkpoint
 
-ReST-EM restarts every M-step from the base model, never from the previous iterate: ``m_step`` takes
-the base model path and nothing else. When the E-step found no correct solution there is nothing to
-train on: the M-step is recorded as skipped (``None``) and the caller keeps the base model as the
-policy of that iteration.
+ReST-EM restarts every M-step from the base model, never from the previous iterate: the loop passes
+the base model as ``init``. When the E-step found no correct solution there is nothing to train on:
+the M-step is recorded as skipped (``step.skipped``), and the caller decides what the policy of that
+iteration is (ReST-EM: the base model).
+
+A trainer is anything with ``train(init, rows, output_dir) -> TrainResult``: the in-process SFT trainer
+here, and the seam for other algorithms' M-steps and for a launched multi-process job.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
-import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Protocol, Sequence
 
 from rest_em import training
-from rest_em.config import FilterSection
-from rest_em.estep import read_rows
-from rest_em.filtering import build_sft_set
 from rest_em.rundir import RunDir
-from rest_em.training import TrainConfig
-from verifiers.io import write_jsonl_atomic
+from rest_em.training import TrainConfig, TrainResult
 
 logger = logging.getLogger(__name__)
 
 
-def filter_stage(rd: RunDir, iteration: int, prompts: Mapping[str, str], section: FilterSection) -> list[dict[str, Any]]:
-    """Drop errors, dedupe, cap per problem; write ``sft.jsonl`` and return its rows."""
-    out = rd.iter_dir(iteration)
-    if not rd.done(iteration, "filter"):
-        rows, stats = build_sft_set(read_rows(out / "samples.jsonl"), read_rows(out / "verdicts.jsonl"), prompts,
-                                    section.cap, section.dedupe, section.seed, iteration)
-        write_jsonl_atomic(out / "sft.jsonl", rows)
-        rd.mark(iteration, "filter", stats.to_dict())
-        logger.info("filter %d: %d SFT rows from %d problems (coverage %.1f%%)", iteration, len(rows),
-                    stats.problems_with_pass, 100 * stats.coverage)
-    return read_rows(out / "sft.jsonl")
+class Trainer(Protocol):
+    def train(self, init: Path, rows: Sequence[dict[str, Any]], output_dir: Path) -> TrainResult:
+        """Fine-tune ``init`` on ``rows`` into a Hugging Face checkpoint at ``output_dir``."""
+        ...
+
+
+@dataclass(frozen=True)
+class SFTTrainer:
+    """Supervised fine-tuning in this process (``rest_em.training``), plain or DeepSpeed."""
+
+    config: TrainConfig
+
+    def train(self, init: Path, rows: Sequence[dict[str, Any]], output_dir: Path) -> TrainResult:
+        return training.train(str(init), list(rows), self.config, str(output_dir))
+
+
+@dataclass(frozen=True)
+class MStepResult:
+    checkpoint: Path | None  # None when there was nothing to train on
+    skipped: bool
+    reason: str | None = None
 
 
 def m_step(
-    rd: RunDir, iteration: int, base_model: Path, sft: list[dict[str, Any]], config: TrainConfig,
+    rd: RunDir, iteration: int, init: Path, rows: Sequence[dict[str, Any]], trainer: Trainer,
     free_memory: Callable[[], None] = lambda: None,
-) -> Path | None:
-    """Fine-tune ``base_model`` on ``sft``; the new checkpoint, or None when there was nothing to train on.
+) -> MStepResult:
+    """Train ``init`` on ``rows`` into ``iter_NN/checkpoint`` (resumable stage ``train``).
 
     ``free_memory`` is called just before training starts (the loop closes the E-step's sampler, whose
-    engine would otherwise hold the GPU memory the trainer needs).
+    engine would otherwise hold the memory the trainer needs).
     """
     checkpoint = rd.iter_dir(iteration) / "checkpoint"
     info = rd.info(iteration, "train")
     if info is not None:
-        return None if info.get("skipped") else checkpoint
-    if not sft:
-        logger.warning("iteration %d: the E-step found no correct solution; the M-step is skipped and the "
-                       "base model stays the policy", iteration)
-        rd.mark(iteration, "train", {"skipped": True, "reason": "no correct samples", "seconds": 0.0})
-        return None
+        return MStepResult(None, True, info.get("reason")) if info.get("skipped") else MStepResult(checkpoint, False)
+    if not rows:
+        reason = "no correct samples"
+        logger.warning("iteration %d: the E-step found no correct solution; nothing to train on", iteration)
+        rd.mark(iteration, "train", {"skipped": True, "reason": reason, "seconds": 0.0})
+        return MStepResult(None, True, reason)
     free_memory()
     if checkpoint.exists():  # left by a run killed after the checkpoint landed but before the marker
         shutil.rmtree(checkpoint)
-    start = time.monotonic()
-    result = training.train(str(base_model), sft, config, str(checkpoint))
-    rd.mark(iteration, "train", {"skipped": False, "base_model": str(base_model), "steps": result.steps,
-                                 "train_loss": result.train_loss, "seconds": result.seconds or time.monotonic() - start,
+    result = trainer.train(init, rows, checkpoint)
+    rd.mark(iteration, "train", {"skipped": False, "base_model": str(init), "steps": result.steps,
+                                 "train_loss": result.train_loss, "seconds": result.seconds,
                                  "tokens_per_s": result.tokens_per_s, "num_examples": result.num_examples})
     logger.info("M-step %d: %d examples, %d steps, loss %s, %.0f s", iteration, result.num_examples, result.steps,
                 result.train_loss, result.seconds)
-    return checkpoint
+    return MStepResult(checkpoint, False)

@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from rest_em.tasks.base import Problem, Task
+from rest_em.tasks.base import Problem, Task, TaskPrompt
 
 logger = logging.getLogger(__name__)
 
@@ -36,23 +36,22 @@ class PromptFormat:
     instruction: str
     fewshot: list[Problem] = field(default_factory=list)
     chat_template: Callable[[list[dict[str, str]]], str] | None = None
-    # --- code tasks (issue #6): a task's own prompt text (rest_em.tasks.code_common.CodePrompt), or None
-    task_prompt: Any = None
+    prompt: TaskPrompt | None = None  # the task's own prompt text (code tasks), else the generic prompts
 
     @property
     def stop(self) -> tuple[str, ...]:
-        if self.task_prompt is not None:
-            return tuple(self.task_prompt.stop if self.style == "fewshot" else self.task_prompt.chat_stop)
+        if self.prompt is not None:
+            return tuple(self.prompt.stop if self.style == "fewshot" else self.prompt.chat_stop)
         return FEWSHOT_STOP if self.style == "fewshot" else ()
 
     def render(self, problem: Problem) -> str:
         if self.style == "chat":
-            assert self.chat_template is not None
-            content = (self.task_prompt.chat_user(problem) if self.task_prompt is not None
-                       else user_message(problem, self.instruction))
+            if self.chat_template is None:
+                raise ValueError("a chat prompt format needs the tokenizer's chat template")
+            content = self.prompt.chat_user(problem) if self.prompt is not None else user_message(problem, self.instruction)
             return self.chat_template([{"role": "user", "content": content}])
-        if self.task_prompt is not None:
-            return self.task_prompt.text(problem, self.fewshot)
+        if self.prompt is not None:
+            return self.prompt.text(problem, self.fewshot)
         return fewshot_text(problem, self.instruction, self.fewshot)
 
 
@@ -73,5 +72,4 @@ def make_prompt_format(model_path: str, style: str, task: Task) -> PromptFormat:
     def chat(messages: list[dict[str, Any]]) -> str:
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
-    return PromptFormat(style, task.instruction, list(task.fewshot), chat if style == "chat" else None,
-                        task_prompt=getattr(task, "prompt", None))  # issue #6: code tasks' own prompts
+    return PromptFormat(style, task.instruction, list(task.fewshot), chat if style == "chat" else None, task.prompt)

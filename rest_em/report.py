@@ -68,7 +68,7 @@ def collect(run_dir: Path) -> dict[str, Any]:
                 "transfer_sampling_s": stage["transfer_samples"].get("seconds"),
             },
             "notes": notes,
-            "estep_reasons": _estep_reasons(run_dir, t),  # issue #6
+            "estep_reasons": _estep_reasons(run_dir, t),
         })
     ev = cfg.get("eval", {})
     return {"run": cfg.get("run", {}).get("name"), "run_dir": str(run_dir), "task": cfg.get("task", {}).get("name"),
@@ -90,7 +90,7 @@ def _secs(s: Any, tps: Any = None) -> str:
 def metric_keys(data: dict[str, Any]) -> list[str]:
     keys = ["greedy_pass@1"] + [f"pass@{k}" for k in data["k_list"]]
     maj = f"maj@{data['maj_k']}" if data["maj_k"] else None
-    # issue #6: maj@k is not defined for code; a column no evaluation computed is left out, not shown empty.
+    # maj@k is not defined for code; a column no evaluation computed is left out, not shown empty.
     if maj and any(e.get("eval") for e in data["iterations"]) and not any(
             maj in (e.get(split) or {}) for e in data["iterations"] for split in ("eval", "transfer")):
         maj = None
@@ -132,7 +132,7 @@ def render_markdown(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-# --- verdict reasons (issue #6: code runs show why samples failed) -------------------------------------
+# --- verdict reasons (code runs show why samples failed) -------------------------------------
 
 
 def _estep_reasons(run_dir: Path, iteration: int) -> dict[str, dict[str, int]] | None:

@@ -1,11 +1,13 @@
 """The run directory: where every stage writes, stage completion markers, and resuming.
 
     rd = RunDir.open(cfg)                   # creates runs/<name>/config.yaml, or checks it on resume
-    if not rd.done(1, "samples"): ...       # a finished stage is skipped
-    rd.mark(1, "samples", {"seconds": 12.3, "tokens_per_s": 410.0})
+    rows = rd.stage_rows(1, "samples", "samples.jsonl", compute)   # compute() -> (rows, info), once
+    metrics = rd.stage_json(1, "eval", "eval/metrics.json", compute)
 
-A stage writes its outputs atomically (temp file + rename) and only then its marker
-``iter_NN/.done/<stage>.json`` (which also records the stage's timings and counts for the report).
+The run directory owns every stage's I/O: ``stage_rows``/``stage_json`` skip a finished stage and read
+its output back; otherwise they call ``compute``, write its output atomically (temp file + rename) and
+only then the marker ``iter_NN/.done/<stage>.json`` (which also records the stage's timings and counts
+for the report). A ``compute`` that raises leaves the stage unmarked, so a rerun computes it again.
 A run killed at any point and restarted redoes at most the stage that was running; its partial
 outputs are overwritten, never appended to, so nothing is lost or duplicated.
 """
@@ -19,12 +21,14 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
 from rest_em.config import Config, ConfigError, config_differences, config_to_dict, dump_config
-from verifiers.io import write_text_atomic
+from verifiers.io import read_jsonl, write_jsonl_atomic, write_text_atomic
+
+Rows = list[dict[str, Any]]
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +88,24 @@ class RunDir:
         path = self._marker(iteration, stage)
         return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
+    def stage_rows(self, iteration: int, stage: str, path: str, compute: Callable[[], tuple[Rows, dict[str, Any]]]) -> Rows:
+        """The rows of ``iter_NN/<path>``: computed, written and marked first unless ``stage`` is done."""
+        file = self.iter_dir(iteration) / path
+        if not self.done(iteration, stage):
+            rows, info = compute()
+            write_jsonl_atomic(file, rows)
+            self.mark(iteration, stage, info)
+        return read_rows(file)
+
+    def stage_json(self, iteration: int, stage: str, path: str, compute: Callable[[], tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, Any]:
+        """The JSON object in ``iter_NN/<path>``, as :meth:`stage_rows`."""
+        file = self.iter_dir(iteration) / path
+        if not self.done(iteration, stage):
+            data, info = compute()
+            write_text_atomic(file, json.dumps(data, indent=1))
+            self.mark(iteration, stage, info)
+        return json.loads(file.read_text(encoding="utf-8"))
+
     def iterations(self) -> list[int]:
         """Iteration numbers that have a directory, in order."""
         out = []
@@ -92,6 +114,10 @@ class RunDir:
             if p.is_dir() and suffix.isdigit():
                 out.append(int(suffix))
         return sorted(out)
+
+
+def read_rows(path: Path) -> Rows:
+    return [row for _, row in read_jsonl(path)]
 
 
 def run_metadata() -> dict[str, Any]:

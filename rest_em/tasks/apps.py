@@ -30,8 +30,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from rest_em.tasks.base import Problem
-from rest_em.tasks.code_common import CHAT_STOP, DEFAULT_EXTRACTION, CodePrompt, CodeProblem, check_extraction, fenced
+from rest_em.tasks.base import Problem, TaskPrompt
+from rest_em.tasks.code_common import CHAT_STOP, DEFAULT_EXTRACTION, CodeProblem, check_extraction, fenced
 from rest_em.tasks.math_data import data_dir, read_hub, read_rows
 from verifiers.code.datasets import apps_tests
 from verifiers.io import InputError
@@ -196,7 +196,7 @@ def apps_chat(problem: Problem) -> str:
     return f"{apps_question(problem).strip()}\n\n{how} {INSTRUCTION}"
 
 
-PROMPT = CodePrompt(chat_user=apps_chat, text=apps_text, stop=STOP, chat_stop=CHAT_STOP)
+PROMPT = TaskPrompt(chat_user=apps_chat, text=apps_text, stop=STOP, chat_stop=CHAT_STOP)
 
 
 def reference_response(problem: Problem) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 from typing import Callable, Sequence
 
-from rest_em.tasks.base import Problem
+from rest_em.tasks.base import Problem, draw_splits
 
 INSTRUCTION = "Give the final answer as \\boxed{N}."
 LEVELS = (1, 2, 3, 4)
@@ -99,35 +99,17 @@ def generate(
     Levels are drawn with ``level_weights`` (equal when None). Questions never repeat across the
     three splits.
     """
-    levels = list(levels)
-    unknown = [lv for lv in levels if lv not in _GENERATORS]
-    if unknown or not levels:
-        raise ValueError(f"arithmetic: levels must be a non-empty subset of {list(LEVELS)}, got {levels}")
-    weights = list(level_weights) if level_weights is not None else [1.0] * len(levels)
-    if len(weights) != len(levels) or any(w < 0 for w in weights) or sum(weights) <= 0:
-        raise ValueError(f"arithmetic: level_weights {weights} must be {len(levels)} non-negative numbers")
-    rng = random.Random(f"rest-em-arithmetic:{seed}")
-    seen: set[str] = set()
-    out: dict[str, list[Problem]] = {"test": [], "train": [], "fewshot": []}
-    # Test first, so changing num_train never changes the test problems.
-    for split, count in (("test", num_test), ("fewshot", num_fewshot), ("train", num_train)):
-        tries = 0
-        while len(out[split]) < count:
-            tries += 1
-            if tries > 100 * count + 1000:
-                raise ValueError(f"arithmetic: cannot draw {count} distinct {split} problems at levels {levels}")
-            level = rng.choices(levels, weights)[0]
-            question, answer, steps = _GENERATORS[level](rng)
-            if question in seen:
-                continue
-            seen.add(question)
-            out[split].append(
-                Problem(
-                    problem_id=f"arith-{split}-{len(out[split]):05d}",
-                    question=question,
-                    payload={"reference": str(answer), "reference_format": "answer"},
-                    level=level,
-                    solution=f"{steps} The final answer is \\boxed{{{answer}}}.",
-                )
-            )
+    def draw(rng: random.Random, level: int) -> tuple[str, Generated]:
+        generated = _GENERATORS[level](rng)
+        return generated[0], generated
+
+    def make(split: str, index: int, level: int, question: str, generated: Generated) -> Problem:
+        _, answer, steps = generated
+        return Problem(problem_id=f"arith-{split}-{index:05d}", question=question,
+                       payload={"reference": str(answer), "reference_format": "answer"}, level=level,
+                       solution=f"{steps} The final answer is \\boxed{{{answer}}}.")
+
+    out = draw_splits("arithmetic", f"rest-em-arithmetic:{seed}",
+                      (("test", num_test), ("fewshot", num_fewshot), ("train", num_train)), levels, level_weights,
+                      list(_GENERATORS), draw, make)
     return out["train"], out["test"], out["fewshot"]

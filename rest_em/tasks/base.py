@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,22 @@ class Problem:
         return {"id": row_id, **self.payload, "response": response}
 
 
+@dataclass(frozen=True)
+class TaskPrompt:
+    """A task's own prompt text, for tasks with a standard prompt (APPS, HumanEval, MBPP, code_embedded).
+
+    ``chat_user(problem)`` is the user message under the model's chat template; ``text(problem, fewshot)``
+    the plain-text prompt for base models; ``stop`` ends a plain-text completion before the model starts
+    the next example; ``chat_stop`` ends a chat answer. Tasks without one get the generic
+    "question + instruction" prompts of rest_em.prompts.
+    """
+
+    chat_user: Callable[[Problem], str]
+    text: Callable[[Problem, Sequence[Problem]], str]
+    stop: tuple[str, ...] = ()
+    chat_stop: tuple[str, ...] = ()
+
+
 @dataclass
 class Task:
     """A train split to improve on, a test split to measure, and how to prompt and verify them."""
@@ -38,6 +54,7 @@ class Task:
     test: list[Problem]
     instruction: str  # appended to every question, e.g. "Give the final answer as \\boxed{N}."
     fewshot: list[Problem] = field(default_factory=list)  # solved examples for base-model prompts
+    prompt: TaskPrompt | None = None  # the task's own prompt text; None = rest_em.prompts' generic prompts
 
     def problem_index(self) -> dict[str, Problem]:
         return {p.problem_id: p for p in (*self.train, *self.test)}
@@ -60,3 +77,39 @@ def check_unique_ids(problems: Sequence[Problem], where: str) -> None:
         if p.problem_id in seen:
             raise ValueError(f"{where}: duplicate problem_id {p.problem_id!r}")
         seen.add(p.problem_id)
+
+
+def draw_splits(
+    name: str, seed_key: str, counts: Sequence[tuple[str, int]], levels: Sequence[int], level_weights: Sequence[float] | None,
+    known_levels: Sequence[int], draw: Callable[[random.Random, int], tuple[str, Any]],
+    make: Callable[[str, int, int, str, Any], Problem],
+) -> dict[str, list[Problem]]:
+    """Generated splits with no question in two of them, deterministic in every argument.
+
+    ``counts`` names the splits in drawing order (test first, so changing the train size never changes
+    the test problems). Each problem's level is drawn with ``level_weights`` (equal when None);
+    ``draw(rng, level)`` returns ``(question, instance)`` and ``make(split, index, level, question,
+    instance)`` builds the problem.
+    """
+    levels = list(levels)
+    if not levels or any(lv not in known_levels for lv in levels):
+        raise ValueError(f"{name}: levels must be a non-empty subset of {list(known_levels)}, got {levels}")
+    weights = list(level_weights) if level_weights is not None else [1.0] * len(levels)
+    if len(weights) != len(levels) or any(w < 0 for w in weights) or sum(weights) <= 0:
+        raise ValueError(f"{name}: level_weights {weights} must be {len(levels)} non-negative numbers")
+    rng = random.Random(seed_key)
+    seen: set[str] = set()
+    out: dict[str, list[Problem]] = {split: [] for split, _ in counts}
+    for split, count in counts:
+        tries = 0
+        while len(out[split]) < count:
+            tries += 1
+            if tries > 100 * count + 1000:
+                raise ValueError(f"{name}: cannot draw {count} distinct {split} problems at levels {levels}")
+            level = rng.choices(levels, weights)[0]
+            question, instance = draw(rng, level)
+            if question in seen:
+                continue
+            seen.add(question)
+            out[split].append(make(split, len(out[split]), level, question, instance))
+    return out

@@ -3,9 +3,9 @@ a task-specific prompt (APPS, HumanEval and MBPP each have a standard prompt tex
 
     problem = CodeProblem("apps/train/0001", question, {"tests": tests}, level=2, extraction="auto")
     problem.verifier_row(response)     # {"id", "tests", "response": <the program extracted from response>}
-    task = CodeTask("apps", "code", train, test, instruction, fewshot, prompt=CodePrompt(...))
+    task = CodeTask("apps", "code", train, test, instruction, fewshot, prompt=TaskPrompt(...))
 
-``CodePrompt`` is how a task brings its own prompt text to ``rest_em.prompts``: ``chat_user(problem)``
+``TaskPrompt`` (rest_em.tasks.base) is how a task brings its own prompt text to ``rest_em.prompts``: ``chat_user(problem)``
 is the user message under the model's chat template; ``text(problem, fewshot)`` is the plain-text
 prompt for base models (APPS "QUESTION: ... ANSWER:", HumanEval's bare function prompt to be continued,
 MBPP's "[BEGIN] ... [DONE]"); ``stop`` ends a plain-text completion before the model starts the next
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from rest_em.tasks.base import Problem, Task
 from verifiers.code.extract import POLICIES, extract_code
@@ -55,19 +55,8 @@ class CodeProblem(Problem):
         return super().verifier_row(extract_code(response, self.extraction), sample_idx)
 
 
-@dataclass(frozen=True)
-class CodePrompt:
-    """A task's own prompt text (see the module docstring)."""
-
-    chat_user: Callable[[Problem], str]
-    text: Callable[[Problem, Sequence[Problem]], str]
-    stop: tuple[str, ...] = ()
-    chat_stop: tuple[str, ...] = ()
-
-
 @dataclass
 class CodeTask(Task):
-    prompt: CodePrompt | None = None
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> problems left out while loading
 
 

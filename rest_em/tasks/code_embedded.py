@@ -22,8 +22,8 @@ import string
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from rest_em.tasks.base import Problem
-from rest_em.tasks.code_common import CHAT_STOP, DEFAULT_EXTRACTION, CodePrompt, CodeProblem, check_extraction, fenced
+from rest_em.tasks.base import Problem, TaskPrompt, draw_splits
+from rest_em.tasks.code_common import CHAT_STOP, DEFAULT_EXTRACTION, CodeProblem, check_extraction, fenced
 
 INSTRUCTION = "Write your solution in Python 3 inside a single ```python code block."
 LEVELS = (1, 2, 3)
@@ -206,31 +206,18 @@ def generate(
 ) -> tuple[list[CodeProblem], list[CodeProblem], list[CodeProblem]]:
     """(train, test, fewshot), deterministic in every argument; no instance appears in two splits."""
     check_extraction(extraction)
-    levels = list(levels)
-    if not levels or any(lv not in TEMPLATES for lv in levels):
-        raise ValueError(f"code_embedded: levels must be a non-empty subset of {list(LEVELS)}, got {levels}")
-    weights = list(level_weights) if level_weights is not None else [1.0] * len(levels)
-    if len(weights) != len(levels) or any(w < 0 for w in weights) or sum(weights) <= 0:
-        raise ValueError(f"code_embedded: level_weights {weights} must be {len(levels)} non-negative numbers")
-    rng = random.Random(f"rest-em-code-embedded:{seed}")
-    seen: set[str] = set()
-    out: dict[str, list[CodeProblem]] = {"test": [], "fewshot": [], "train": []}
-    # Test first, so changing num_train never changes the test problems.
-    for split, count in (("test", num_test), ("fewshot", num_fewshot), ("train", num_train)):
-        tries = 0
-        while len(out[split]) < count:
-            tries += 1
-            if tries > 100 * count + 1000:
-                raise ValueError(f"code_embedded: cannot draw {count} distinct {split} problems at levels {levels}")
-            level = rng.choices(levels, weights)[0]
-            template = rng.choice(TEMPLATES[level])
-            inst = template(rng)
-            if inst.question in seen:  # the same question is the same instance, whatever its test inputs
-                continue
-            seen.add(inst.question)
-            out[split].append(CodeProblem(
-                problem_id=f"code-{split}-{len(out[split]):05d}", question=inst.question,
-                payload={"tests": inst.tests}, level=level, solution=fenced(inst.solution), extraction=extraction))
+
+    def draw(rng: random.Random, level: int) -> tuple[str, Instance]:
+        inst = rng.choice(TEMPLATES[level])(rng)
+        return inst.question, inst  # the same question is the same instance, whatever its test inputs
+
+    def make(split: str, index: int, level: int, question: str, inst: Instance) -> CodeProblem:
+        return CodeProblem(problem_id=f"code-{split}-{index:05d}", question=question, payload={"tests": inst.tests},
+                           level=level, solution=fenced(inst.solution), extraction=extraction)
+
+    out = draw_splits("code_embedded", f"rest-em-code-embedded:{seed}",
+                      (("test", num_test), ("fewshot", num_fewshot), ("train", num_train)), levels, level_weights,
+                      list(TEMPLATES), draw, make)
     return out["train"], out["test"], out["fewshot"]
 
 
@@ -243,5 +230,5 @@ def embedded_chat(problem: Problem) -> str:
     return f"{problem.question}\n\n{INSTRUCTION}"
 
 
-PROMPT = CodePrompt(chat_user=embedded_chat, text=embedded_text, stop=("\n\nProblem:", "\nProblem:"),
+PROMPT = TaskPrompt(chat_user=embedded_chat, text=embedded_text, stop=("\n\nProblem:", "\nProblem:"),
                     chat_stop=CHAT_STOP)

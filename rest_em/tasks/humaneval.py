@@ -16,8 +16,8 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
-from rest_em.tasks.base import Problem
-from rest_em.tasks.code_common import CHAT_STOP, DEFAULT_EXTRACTION, CodePrompt, CodeProblem, check_extraction
+from rest_em.tasks.base import Problem, TaskPrompt
+from rest_em.tasks.code_common import CHAT_STOP, DEFAULT_EXTRACTION, CodeProblem, check_extraction
 from rest_em.tasks.math_data import data_dir, read_hub, read_rows
 from verifiers.code.datasets import humaneval_tests
 from verifiers.io import InputError
@@ -66,4 +66,4 @@ def humaneval_chat(problem: Problem) -> str:
             f"{INSTRUCTION}")
 
 
-PROMPT = CodePrompt(chat_user=humaneval_chat, text=humaneval_text, stop=STOP, chat_stop=CHAT_STOP)
+PROMPT = TaskPrompt(chat_user=humaneval_chat, text=humaneval_text, stop=STOP, chat_stop=CHAT_STOP)

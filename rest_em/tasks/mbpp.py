@@ -24,8 +24,8 @@ import logging
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from rest_em.tasks.base import Problem
-from rest_em.tasks.code_common import CHAT_STOP, DEFAULT_EXTRACTION, CodePrompt, CodeProblem, check_extraction
+from rest_em.tasks.base import Problem, TaskPrompt
+from rest_em.tasks.code_common import CHAT_STOP, DEFAULT_EXTRACTION, CodeProblem, check_extraction
 from rest_em.tasks.math_data import data_dir, read_hub, read_rows
 from verifiers.code.datasets import mbpp_tests
 from verifiers.io import InputError
@@ -117,4 +117,4 @@ def mbpp_chat(problem: Problem) -> str:
     return f"{problem.question} Your code should pass these tests:\n\n```python\n{tests}\n```\n\n{INSTRUCTION}"
 
 
-PROMPT = CodePrompt(chat_user=mbpp_chat, text=mbpp_text, stop=STOP, chat_stop=CHAT_STOP)
+PROMPT = TaskPrompt(chat_user=mbpp_chat, text=mbpp_text, stop=STOP, chat_stop=CHAT_STOP)

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rest_em.fields import opt
+
 __all__ = ["TrainConfig", "TrainResult", "train", "TRAIN_BACKENDS"]
 
 TRAIN_BACKENDS = ("plain", "deepspeed")
@@ -23,24 +25,26 @@ TRAIN_BACKENDS = ("plain", "deepspeed")
 class TrainConfig:
     """The ``training:`` section of a run config."""
 
-    backend: str = "plain"  # "plain" (HF Trainer, no DeepSpeed) | "deepspeed"
-    deepspeed_config: str | None = None  # DeepSpeed JSON path; None -> built from zero_stage
-    zero_stage: int = 2
-    learning_rate: float = 2e-5
-    num_epochs: float = 2.0
-    per_device_batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    max_seq_len: int = 512
-    warmup_ratio: float = 0.0
-    weight_decay: float = 0.0
-    lr_scheduler: str = "constant"
-    dtype: str = "auto"  # "auto": float32 on CPU, bfloat16 on GPUs that support it
-    early_stopping: bool = False  # stop when the loss on a validation split stops improving
-    val_fraction: float = 0.1
-    early_stopping_patience: int = 1
-    evals_per_epoch: int = 1  # validation-loss evaluations per epoch when early_stopping is on
-    seed: int = 0
-    gradient_checkpointing: bool = False
+    backend: str = opt("plain", "`plain` (Hugging Face Trainer) or `deepspeed`")
+    deepspeed_config: str | None = opt(None, "DeepSpeed JSON (e.g. `configs/deepspeed/zero2.json`); `null` = built "
+                                       "from `zero_stage`")
+    zero_stage: int = opt(2, "DeepSpeed ZeRO stage (0-3) when no `deepspeed_config` is given")
+    learning_rate: float = opt(2e-5, "peak learning rate")
+    num_epochs: float = opt(2.0, "passes over the SFT set")
+    per_device_batch_size: int = opt(8, "rows per device per step")
+    gradient_accumulation_steps: int = opt(1, "steps accumulated per optimizer update")
+    max_seq_len: int = opt(512, "prompt + solution tokens; longer rows are cut, rows whose prompt fills it dropped")
+    warmup_ratio: float = opt(0.0, "share of steps spent warming up the learning rate")
+    weight_decay: float = opt(0.0, "AdamW weight decay")
+    lr_scheduler: str = opt("constant", "a transformers scheduler name (`constant`, `cosine`, `linear`, ...)")
+    dtype: str = opt("auto", "`auto` = float32 on CPU, bfloat16 on GPUs that have it; `float32`, `bfloat16` "
+                     "(mixed precision), `float16` (GPUs)")
+    early_stopping: bool = opt(False, "stop when the loss on a validation split stops improving (paper)")
+    val_fraction: float = opt(0.1, "share of problems held out for early stopping")
+    early_stopping_patience: int = opt(1, "evaluations without improvement before stopping")
+    evals_per_epoch: int = opt(1, "validation-loss evaluations per epoch when early stopping is on")
+    seed: int = opt(0, "training seed (data order, dropout)")
+    gradient_checkpointing: bool = opt(False, "recompute activations to save memory")
 
     def __post_init__(self) -> None:
         if self.backend not in TRAIN_BACKENDS:

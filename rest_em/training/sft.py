@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from rest_em.sampling.hf import encode_prompt
+from rest_em.tokens import encode_prompt
 
 logger = logging.getLogger(__name__)
 

@@ -225,7 +225,7 @@ def run_training(base_model_path: str, examples: Sequence[dict], config: TrainCo
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, set_seed
 
-    from rest_em.sampling.hf import available_cpus, eos_token_ids
+    from rest_em.tokens import available_cpus, eos_token_ids
 
     cuda = torch.cuda.is_available()
     if not cuda:

@@ -16,9 +16,8 @@ import pytest
 
 from rest_em.config import TaskSection, TransferSection, load_config
 from rest_em.prompts import PromptFormat
-from rest_em.tasks import TASKS, load_task, load_transfer
+from rest_em.tasks import TASKS, code_embedded, load_task, load_transfer, mbpp
 from rest_em.tasks import apps as apps_mod
-from rest_em.tasks import code_embedded, mbpp
 from rest_em.tasks.code_common import CodeProblem
 from verifiers.io import InputError
 
@@ -31,7 +30,7 @@ ORIGINAL = DATA / "apps" / "original_layout_train"
 
 def _fmt(task, style="fewshot"):
     chat = (lambda msgs: "<user>" + msgs[0]["content"] + "<assistant>") if style == "chat" else None
-    return PromptFormat(style, task.instruction, list(task.fewshot), chat, task_prompt=task.prompt)
+    return PromptFormat(style, task.instruction, list(task.fewshot), chat, prompt=task.prompt)
 
 
 def test_code_tasks_are_registered():

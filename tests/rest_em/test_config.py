@@ -27,7 +27,7 @@ def test_defaults_follow_the_paper():
 
 def test_yaml_and_overrides(tmp_path):
     path = write(tmp_path, "run: {name: t1}\nsampling:\n  n: 8\n  stop: [\"\\n\\n\"]\ntraining:\n  learning_rate: 2e-5\n")
-    cfg = load_config(path, ["sampling.n=64", "eval.k_list=[1,8]", "task.num_train=null", "run.name=2024"])
+    cfg = load_config(path, ["sampling.n=64", "eval.n=8", "eval.k_list=[1,8]", "task.num_train=null", "run.name=2024"])
     assert cfg.run.name == "2024"  # a number typed for a string field stays the text typed
     assert cfg.sampling.n == 64
     assert cfg.sampling.stop == ["\n\n"]

@@ -40,7 +40,7 @@ def verifier(docker_client):  # docker_client: skips (or fails in CI) without an
 
 def test_every_canonical_completion_passes(task, verifier):
     assert len(task.test) == 164 and not task.train and task.domain == "code"
-    fmt = PromptFormat("fewshot", task.instruction, task.fewshot, task_prompt=task.prompt)
+    fmt = PromptFormat("fewshot", task.instruction, task.fewshot, prompt=task.prompt)
     items = []
     for p in task.test:
         prompt = fmt.render(p)

@@ -99,7 +99,7 @@ def test_empty_prompt_list_and_bad_input(sampler):
 def test_does_not_double_special_tokens(tiny_model_dir):
     from transformers import AutoTokenizer
 
-    from rest_em.sampling.hf import encode_prompt
+    from rest_em.tokens import encode_prompt
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     chat = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)

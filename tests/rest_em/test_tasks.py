@@ -14,7 +14,6 @@ import pytest
 from rest_em.config import TaskSection, TransferSection
 from rest_em.prompts import PromptFormat, fewshot_text
 from rest_em.tasks import TASKS, load_task, load_transfer
-from rest_em.tasks import arithmetic
 from rest_em.tasks.math_data import gsm8k_solution_text, load_split, parse_level
 from verifiers.io import InputError
 

@@ -11,8 +11,8 @@ import time
 
 import httpx
 import pytest
-
 from test_service_support import LiveServer, ScriptedVerifier, factory_for, free_port, math_items
+
 from verifiers.client import RemoteVerifier, ServiceConfigError, VerifierClient
 from verifiers.io import InputError
 from verifiers.registry import get_verifier

@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-
 from test_service_support import LiveServer, ScriptedVerifier, factory_for, math_items
+
 from verifiers.registry import get_verifier
 from verifiers.service import Limits, ServiceSettings, create_app
 from verifiers.service.app import TOKEN_ENV

@@ -16,8 +16,8 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
-
 from test_service_support import DATA, read_jsonl
+
 from sandbox.pool import OWNER_LABEL
 from verifiers.code.datasets import humaneval_tests, mbpp_tests
 from verifiers.service import Limits, ServiceSettings, create_app

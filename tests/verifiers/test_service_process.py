@@ -16,7 +16,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from test_service_support import free_port, math_items
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from verifiers.io import InputError
-from verifiers.registry import check_option_names
 from verifiers.math.equivalence import CheckTask, EquivalenceTask, run_task, warm_up
 from verifiers.math.extract import DEFAULT_POLICIES, POLICIES, check_policies, extract_answer
 from verifiers.math.reference import REFERENCE_FORMATS
+from verifiers.registry import check_option_names
 from verifiers.verdict import Verdict
 from verifiers.workers import TaskStatus, WorkerPool
 

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from verifiers.math.extract import strip_math_delimiters, gsm8k_hash, last_boxed
+from verifiers.math.extract import gsm8k_hash, last_boxed, strip_math_delimiters
 
 REFERENCE_FORMATS: tuple[str, ...] = ("answer", "math_solution", "gsm8k")
 
