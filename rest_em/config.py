@@ -88,8 +88,8 @@ class TaskSection:
     level_weights: list[float] | None = opt(None, "generated tasks: relative frequency of each of `levels` "
                                             "(`null` = equal)")
     num_fewshot: int = opt(4, "solved examples in few-shot prompts (held out of the train split)")
-    extraction: str | None = opt(None, "code tasks: how the program is taken from a response (`auto`, `last_block`, "
-                                 "...; see verifiers.code.extract); `null` = `auto`. Math tasks take their "
+    extraction: str | None = opt(None, "code tasks: how the program is taken from a response (`auto`, `last_fenced_block`, "
+                                 "`whole_text`); `null` = `auto`. Math tasks take their "
                                  "answer extraction from the verifier")
     seed: int = opt(0, "problem generation and subset selection")
     transfer: TransferSection = opt(help="the transfer set (`task.transfer.*`)", factory=TransferSection)

@@ -3,6 +3,8 @@
     rest-em iterate --config configs/default.yaml --iterations 3 sampling.n=16 run.name=trial
 
 Re-running the same command after a crash or ``kill -9`` continues from the last finished stage.
+Exit status: 0 done, 2 a config error, 3 stopped by a verifier outage (more ``error`` verdicts than
+``verifier.max_error_rate``; fix the cause named in the message and rerun the same command).
 """
 
 from __future__ import annotations
@@ -37,11 +39,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"rest-em iterate: {exc}", file=sys.stderr)
         return 2
     from rest_em.loop import run as run_loop
+    from rest_em.verification import VerifierOutage
 
     try:
         report = run_loop(cfg)
     except ConfigError as exc:  # e.g. resuming a run with a different config
         print(f"rest-em iterate: {exc}", file=sys.stderr)
         return 2
+    except VerifierOutage as exc:  # our side broke: nothing was trained on the broken verdicts
+        print(f"rest-em iterate: stopped: {exc}", file=sys.stderr)
+        return 3
     print(f"report is at {report}")
     return 0
