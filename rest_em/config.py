@@ -172,6 +172,9 @@ class Config:
     training: TrainConfig = opt(help="the M-step (`rest_em.training.TrainConfig`)", factory=TrainConfig)
     eval: EvalSection = opt(help="held-out evaluation", factory=EvalSection)
     iterations: int = opt(3, "number of ReST-EM iterations; `--iterations N` sets it")
+    algorithm: Literal["rest_em", "expert_iteration", "rcrl", "hpt_gate", "dpo", "grpo"] = opt(
+        "rest_em", "the M-step over the E-step's verified samples: `rest_em` (Singh et al. 2023), `expert_iteration`, "
+        "`rcrl`, `hpt_gate`, `dpo`; `grpo` is online RL with the same verifiers (docs/algorithms.md)")
 
     def run_dir(self) -> Path:
         return Path(self.run.output_dir).expanduser() / self.run.name

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from rest_em.config import Config
+from rest_em.config import Config, ConfigError
 from rest_em.estep import e_step
 from rest_em.evaluation import evaluate
 from rest_em.filtering import filter_stage
@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 def run(cfg: Config) -> Path:
     """Run (or resume) ``cfg.iterations`` ReST-EM iterations; returns the path of report.md."""
+    if cfg.algorithm != "rest_em":
+        raise ConfigError(f"algorithm {cfg.algorithm!r} is not part of this build yet; use algorithm: rest_em")
     for warning in cfg.warnings():
         logger.warning("config: %s", warning)
     rd = RunDir.open(cfg)
