@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from verifiers.math.extract import extract_with_policy
+from verifiers.math.extract import WHOLE_RESPONSE, extract_with_policy, read_whole_answer
 from verifiers.math.normalize import NormalizedAnswer, answers_match_as_text, normalize_answer
 from verifiers.math.reference import read_reference
 from verifiers.verdict import Verdict
@@ -100,28 +100,42 @@ class CheckTask:
     reference_format: str
     policies: tuple[str, ...]
     string_shortcut: bool = True
+    response_format: str = "text"  # "answer": the whole response is the answer, nothing is extracted
+
+
+def _extract(task: CheckTask) -> tuple[str, str] | None:
+    """(answer, how it was found) from the response, or None."""
+    if task.response_format == "answer":
+        answer = read_whole_answer(task.response)
+        return None if answer is None else (answer, WHOLE_RESPONSE)
+    return extract_with_policy(task.response, task.policies)
 
 
 def check(task: CheckTask) -> Verdict:
     """The verdict for one (reference, response) pair. Runs in a worker process."""
+    policy: str | None = None
     try:
         reference = parse_reference(task.reference, task.reference_format)
         if isinstance(reference, Verdict):
             return reference
-        extracted = extract_with_policy(task.response, task.policies)
+        extracted = _extract(task)
         if extracted is None:
+            if task.response_format == "answer":
+                return Verdict.failed("no_answer", "the response is empty (response_format=answer)")
             return Verdict.failed("no_answer", f"no answer found by policies {', '.join(task.policies)}")
         answer, policy = extracted
         candidate = normalize_answer(answer)
         if not candidate.text:
-            return Verdict.failed("no_answer", f"the answer found by {policy} is empty after normalisation")
+            return Verdict.failed("no_answer", f"the answer found by {policy} is empty after normalisation", policy)
         same = answers_equivalent(reference, candidate, task.string_shortcut)
     except (MemoryError, RecursionError) as exc:
         # A pathological answer (a huge number, deeply nested braces) exhausted the worker: the
         # model's output is at fault, so this is a fail like a timeout, not our error.
-        return Verdict.failed("resource_limit", f"{type(exc).__name__} while checking the answer")
+        return Verdict.failed("resource_limit", f"{type(exc).__name__} while checking the answer", policy)
     message = f"answer {_quote(answer)} ({policy}) vs reference {_quote(reference.normalized.text)}"
-    return Verdict.passed("correct", message) if same else Verdict.failed("wrong_answer", message)
+    if same:
+        return Verdict.passed("correct", message, policy)
+    return Verdict.failed("wrong_answer", message, policy)
 
 
 def check_equivalent(pair: tuple[str, str]) -> bool:
