@@ -39,15 +39,36 @@ def warm_up() -> None:
     verify(parse("$\\frac{1}{2}$", parsing_timeout=None), parse("$0.5$", parsing_timeout=None), timeout_seconds=None)
 
 
+_LATEX_CONFIG: Any = None
+
+
 def _parse(answer: NormalizedAnswer) -> list[Any]:
-    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
+    global _LATEX_CONFIG
+    from math_verify import ExprExtractionConfig, parse
+
+    if _LATEX_CONFIG is None:
+        _LATEX_CONFIG = _latex_config()
 
     # The answer is already isolated, so it is handed over as one math span; Math-Verify still
-    # applies its own LaTeX normalisation (units, malformed operators) on top of ours.
+    # applies its own LaTeX normalisation (malformed operators, nits) on top of ours. Not its unit
+    # removal: that strips any trailing "m", "t", "o", ... after a digit or a space, so "2 + m" would
+    # read as "2 +" and "6t" as 6; verifiers.math.normalize strips the units of MATH's answers itself.
     return parse(
         f"${answer.text}$",
-        extraction_config=[LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()],
+        extraction_config=[_LATEX_CONFIG, ExprExtractionConfig()],
         parsing_timeout=None,
+    )
+
+
+def _latex_config() -> Any:
+    from latex2sympy2_extended.latex2sympy2 import NormalizationConfig
+    from math_verify import LatexExtractionConfig
+
+    return LatexExtractionConfig(
+        boxed_match_priority=0,
+        normalization_config=NormalizationConfig(
+            basic_latex=True, units=False, malformed_operators=True, nits=True, boxed="all", equations=False
+        ),
     )
 
 
