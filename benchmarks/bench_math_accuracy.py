@@ -83,8 +83,9 @@ def summarize(cases: list[Case], ours: list[bool], raw: list[bool]) -> dict[str,
     return table
 
 
-def check_targets(table: dict[str, dict]) -> list[str]:
-    """The targets that are missed, in words (empty when all are met)."""
+def check_targets(table: dict[str, dict], rewrite_above_raw: bool = True) -> list[str]:
+    """The targets that are missed, in words (empty when all are met). ``rewrite_above_raw=False``
+    accepts an overall rewrite pass rate equal to raw Math-Verify's (a sample where both reach 100%)."""
     missed = []
     for row in table.values():
         name = f"{row['kind']} {row['category']}"
@@ -96,7 +97,7 @@ def check_targets(table: dict[str, dict]) -> list[str]:
     r = table.get(f"{REWRITE}:ALL")
     if p and p["ours"] > 0.1:
         missed.append(f"overall false-pass {p['ours']:.3f}% above 0.1%")
-    if r and (r["ours"] < 99.0 or r["ours"] <= r["raw"]):
+    if r and (r["ours"] < 99.0 or r["ours"] < r["raw"] or (rewrite_above_raw and r["ours"] <= r["raw"])):
         missed.append(f"overall rewrite pass rate {r['ours']:.2f}% (raw {r['raw']:.2f}%): needs >= 99% and above raw")
     return missed
 
