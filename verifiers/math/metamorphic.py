@@ -187,7 +187,9 @@ class _Evaluator:
             return value
         tok = self.take()
         if tok.isdigit():
-            return float(tok[0]) if len(tok) == 1 else _raise(f"multi-digit bare argument {tok}")
+            if len(tok) > 1:  # \frac12: the bare argument is one digit; the rest is the next argument
+                self.t.insert(self.i, tok[1:])
+            return float(tok[0])
         if len(tok) == 1 and tok.isalpha():
             return self._variable(tok)
         if tok == "\\pi":
