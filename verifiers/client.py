@@ -6,6 +6,8 @@
         results = client.verify([{"id": "p1/0", "domain": "math", "reference": "42", "response": "... 42"}])
         results[0].verdict, results[0].reason          # Outcome.PASS, "correct"
 
+        client.equivalent([("1/2", "0.5"), ("2", "3")])  # [True, False]: the math verifier's equivalent_batch
+
     # The registry's Verifier protocol, so the pipeline can swap it in for a local verifier:
     verifier = RemoteVerifier("http://10.0.0.5:8000", domain="code", token="...")
     verdicts = verifier.verify_batch([verifier.parse_item(row, where="samples.jsonl:3") for row in rows])
@@ -23,6 +25,10 @@ Behaviour:
   a 413 for too many items halves the batch. 401/403/404 raise :class:`ServiceConfigError`: a wrong
   token or URL is a configuration mistake that no retry fixes, and silently turning a whole run
   into ``error`` verdicts would hide it.
+
+``equivalent(pairs)`` (POST ``/v1/equivalent``) batches and retries the same way, but a boolean has
+no ``error`` value: when the service stays unreachable or refuses the pairs it raises
+:class:`ServiceUnavailableError` instead of guessing, so maj@k is never computed from made-up answers.
 
 The token defaults to the ``REST_EM_VERIFIER_TOKEN`` environment variable.
 """
@@ -44,6 +50,7 @@ from verifiers.io import InputError
 from verifiers.service.models import (
     DOMAINS,
     CodeItem,
+    EquivalentResponse,
     ErrorResponse,
     MathItem,
     VerifyRequest,
@@ -59,11 +66,23 @@ _RETRY_STATUSES = frozenset({502, 503, 504})
 # Seconds to wait for GET /v1/limits (a small answer; a host that does not answer soon is down).
 LIMITS_TIMEOUT_S = 10.0
 
-__all__ = ["RemoteVerifier", "ServiceConfigError", "VerifierClient", "VerifyRequest", "VerifyResponse", "VerifyResult"]
+__all__ = [
+    "RemoteVerifier",
+    "ServiceConfigError",
+    "ServiceUnavailableError",
+    "VerifierClient",
+    "VerifyRequest",
+    "VerifyResponse",
+    "VerifyResult",
+]
 
 
 class ServiceConfigError(RuntimeError):
     """The service refused us for a reason no retry fixes (wrong token, wrong URL)."""
+
+
+class ServiceUnavailableError(RuntimeError):
+    """``equivalent`` could not get an answer (the service stayed unreachable, or refused the pairs)."""
 
 
 class VerifierClient:
@@ -114,6 +133,24 @@ class VerifierClient:
             with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="verify-client") as pool:
                 answered = list(pool.map(self._verify_batch, batches))
         return [r for batch in answered for r in batch]
+
+    def equivalent(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
+        """For each pair of extracted answers, whether the service's math verifier finds them equal.
+
+        Batched like ``verify`` (``max_batch``, the server's ``max_items_per_request``, ``concurrency``)
+        and retried on the same failures; raises :class:`ServiceUnavailableError` when it cannot answer.
+        """
+        pairs = [(str(a), str(b)) for a, b in pairs]
+        if not pairs:
+            return []
+        size = min(self.max_batch, self._server_batch_cap())
+        batches = [pairs[i : i + size] for i in range(0, len(pairs), size)]
+        if self.concurrency == 1 or len(batches) == 1:
+            answered = [self._equivalent_batch(b) for b in batches]
+        else:
+            with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="equivalent-client") as pool:
+                answered = list(pool.map(self._equivalent_batch, batches))
+        return [b for batch in answered for b in batch]
 
     def health(self) -> dict[str, Any]:
         response = self._http.get("/healthz")
@@ -185,19 +222,31 @@ class VerifierClient:
                 pending = []
         return results  # type: ignore[return-value]
 
-    def _post_with_retries(self, items: list[dict[str, Any]]) -> "VerifyResponse | _Split | _BadItems | _GaveUp":
-        body = {"items": items}
+    def _equivalent_batch(self, pairs: list[tuple[str, str]]) -> list[bool]:
+        outcome = self._post_with_retries([list(p) for p in pairs], path="/v1/equivalent")
+        if isinstance(outcome, EquivalentResponse):
+            return list(outcome.equivalent)
+        if isinstance(outcome, _Split) and len(pairs) > 1:
+            half = len(pairs) // 2
+            return self._equivalent_batch(pairs[:half]) + self._equivalent_batch(pairs[half:])
+        raise ServiceUnavailableError(f"verifier service at {self.url} could not compare {len(pairs)} answer pairs: "
+                                      f"{outcome.message}")
+
+    def _post_with_retries(
+        self, items: list[Any], path: str = "/v1/verify"
+    ) -> "VerifyResponse | EquivalentResponse | _Split | _BadItems | _GaveUp":
+        body = {"items": items} if path == "/v1/verify" else {"pairs": items}
         last = ""
         for attempt in range(self.retries + 1):
             retry_after: float | None = None
             try:
-                response = self._http.post("/v1/verify", json=body)
+                response = self._http.post(path, json=body)
             except httpx.TransportError as exc:
                 last = f"{type(exc).__name__}: {exc}"
             else:
                 status = response.status_code
                 if status == 200:
-                    parsed = _parse_success(response, len(items))
+                    parsed = _parse_success(response, len(items), EquivalentResponse if path != "/v1/verify" else VerifyResponse)
                     if parsed is not None:
                         return parsed
                     last = "malformed 200 response"
@@ -221,8 +270,8 @@ class VerifierClient:
             delay = retry_after if retry_after is not None else self._backoff(attempt)
             logger.info("verifier service: %s; retry %d/%d in %.1f s", last, attempt + 1, self.retries, delay)
             time.sleep(delay)
-        logger.error("verifier service at %s failed %d times (%s); %d items get error verdicts",
-                     self.url, self.retries + 1, last, len(items))
+        logger.error("verifier service at %s failed %d times on %s (%s); %d items unanswered",
+                     self.url, self.retries + 1, path, last, len(items))
         return _GaveUp(f"verifier service unreachable after {self.retries + 1} attempts: {last}")
 
     def _backoff(self, attempt: int) -> float:
@@ -247,14 +296,15 @@ class _GaveUp:
         self.message = message
 
 
-def _parse_success(response: httpx.Response, expected: int) -> VerifyResponse | None:
+def _parse_success(response: httpx.Response, expected: int, model: type = VerifyResponse) -> Any:
     try:
-        parsed = VerifyResponse.model_validate_json(response.content)
+        parsed = model.model_validate_json(response.content)
     except ValidationError as exc:
         logger.warning("verifier service sent a 200 that does not parse: %s", exc)
         return None
-    if len(parsed.results) != expected:
-        logger.warning("verifier service sent %d results for %d items", len(parsed.results), expected)
+    answers = parsed.results if isinstance(parsed, VerifyResponse) else parsed.equivalent
+    if len(answers) != expected:
+        logger.warning("verifier service sent %d answers for %d items", len(answers), expected)
         return None
     return parsed
 
@@ -346,6 +396,16 @@ class RemoteVerifier:
 
     def verify_batch(self, items: Sequence[dict[str, Any]]) -> list[Verdict]:
         return [result.to_verdict() for result in self.client.verify(items)]
+
+    def equivalent_batch(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
+        """The service's ``MathVerifier.equivalent_batch`` (maj@k voting); math only.
+
+        Raises :class:`ServiceUnavailableError` when the service cannot answer (a boolean has no
+        ``error`` value, and a made-up ``False`` would change maj@k).
+        """
+        if self.domain != "math":
+            raise ValueError(f"equivalent_batch compares math answers; this is a {self.domain} verifier")
+        return self.client.equivalent(pairs)
 
     def close(self) -> None:
         self.client.close()

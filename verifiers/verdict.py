@@ -30,11 +30,15 @@ class Verdict:
 
     ``reason`` is short and machine-readable (``correct``, ``wrong_answer``, ``no_answer``,
     ``timeout``, ``unparseable_reference``, ...); ``message`` is for humans and may be empty.
+    ``extracted_by`` names how the judged answer was found in the response (a math extraction policy
+    such as ``last_boxed``, or ``whole_response`` for ``response_format=answer``); None when no
+    answer was extracted or the domain does not extract one (code).
     """
 
     outcome: Outcome
     reason: str
     message: str = ""
+    extracted_by: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.outcome, Outcome):
@@ -43,16 +47,16 @@ class Verdict:
             raise ValueError("a Verdict needs a non-empty reason")
 
     @classmethod
-    def passed(cls, reason: str = "correct", message: str = "") -> "Verdict":
-        return cls(Outcome.PASS, reason, message)
+    def passed(cls, reason: str = "correct", message: str = "", extracted_by: str | None = None) -> "Verdict":
+        return cls(Outcome.PASS, reason, message, extracted_by)
 
     @classmethod
-    def failed(cls, reason: str, message: str = "") -> "Verdict":
-        return cls(Outcome.FAIL, reason, message)
+    def failed(cls, reason: str, message: str = "", extracted_by: str | None = None) -> "Verdict":
+        return cls(Outcome.FAIL, reason, message, extracted_by)
 
     @classmethod
-    def errored(cls, reason: str, message: str = "") -> "Verdict":
-        return cls(Outcome.ERROR, reason, message)
+    def errored(cls, reason: str, message: str = "", extracted_by: str | None = None) -> "Verdict":
+        return cls(Outcome.ERROR, reason, message, extracted_by)
 
     @property
     def is_pass(self) -> bool:
@@ -63,9 +67,16 @@ class Verdict:
         return self.outcome is Outcome.ERROR
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form used in ``verdicts.jsonl``, the CLI and the service."""
-        return {"verdict": self.outcome.value, "reason": self.reason, "message": self.message}
+        """The JSON form used in ``verdicts.jsonl``, the CLI and the service.
+
+        ``extracted_by`` is present only when an answer was extracted, so code verdict rows keep
+        their three keys.
+        """
+        row: dict[str, Any] = {"verdict": self.outcome.value, "reason": self.reason, "message": self.message}
+        if self.extracted_by is not None:
+            row["extracted_by"] = self.extracted_by
+        return row
 
     @classmethod
     def from_dict(cls, row: dict[str, Any]) -> "Verdict":
-        return cls(Outcome(row["verdict"]), row["reason"], row.get("message", ""))
+        return cls(Outcome(row["verdict"]), row["reason"], row.get("message", ""), row.get("extracted_by"))

@@ -3,8 +3,9 @@
     rest-em verify --domain math samples.jsonl -o verdicts.jsonl
     rest-em verify --domain math --reference '\\frac12' --response 'so \\boxed{0.5}'
 
-Domain-agnostic: the verifier comes from ``verifiers.registry.get_verifier`` and validates its own
-rows, so this command imports nothing math- or code-specific.
+The verifier comes from ``verifiers.registry.get_verifier`` and validates its own rows. The only
+math-specific part is the option defaults: responses graded here are free text from anywhere, so the
+math verifier also tries ``last_math`` (the last math span) after the pipeline's default policies.
 """
 
 from __future__ import annotations
@@ -28,9 +29,12 @@ EPILOG = r"""input (one JSON object per line):
   math:  {"id": "p1", "reference": "\\frac{1}{2}", "response": "... so $\\boxed{0.5}$"}
          optional "reference_format": "answer" (default: a bare answer, LaTeX allowed),
          "math_solution" (a MATH solution; its last \boxed{}) or "gsm8k" (the text after ####)
+         optional "response_format": "text" (extract the final answer; the default, or what
+         --response-format says) or "answer" (the whole response is the answer, e.g. "\frac{1}{2}")
   code:  {"id": "p2", "response": "def f(x): ...", "tests": ...}
 
-output: each input row plus "verdict" (pass | fail | error), "reason" and "message".
+output: each input row plus "verdict" (pass | fail | error), "reason" and "message", and for math
+  "extracted_by" (the extraction policy that found the answer, or whole_response) when one was found.
   fail  = the model was wrong (wrong_answer, no_answer, timeout, ...)
   error = our side broke (e.g. unparseable_reference); never counted as pass or fail
 
@@ -38,6 +42,7 @@ examples:
   rest-em verify --domain math samples.jsonl -o verdicts.jsonl --timeout-s 5 --workers 2
   rest-em verify --domain math --reference 42 --response 'The answer is 42.'
   rest-em verify --domain math --reference-format gsm8k --reference '#### 18' --response '... #### 18'
+  rest-em verify --domain math --response-format answer answers.jsonl -o verdicts.jsonl
 
 exit status: 0 when verdicts were written (fail and error verdicts are data), 2 for malformed
 input (the file, line and problem are named; nothing is written)."""
@@ -57,6 +62,16 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--reference", help="one-off form: the reference answer")
     parser.add_argument("--response", help="one-off form: the model response")
     parser.add_argument("--reference-format", help="one-off form: answer (default), math_solution or gsm8k")
+    parser.add_argument(
+        "--response-format", choices=("text", "answer"),
+        help="math: how to read responses without a per-row response_format: text (extract the final "
+             "answer; default) or answer (the whole response is the answer)",
+    )
+    parser.add_argument(
+        "--extraction-policies",
+        help="math: comma-separated extraction policies, tried in order (default: "
+             "last_boxed,answer_is,gsm8k_hash,last_math)",
+    )
     parser.add_argument("--timeout-s", type=float, help="wall-clock limit per check in seconds (math default: 5)")
     parser.add_argument("--workers", type=int, help="worker processes (default: one per CPU core)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
@@ -78,11 +93,24 @@ def run(args: argparse.Namespace) -> int:
     if not one_off and args.reference_format:
         parser.error("--reference-format belongs to the one-off form; in a file, set it per row")
 
-    options = {k: v for k, v in {"timeout_s": args.timeout_s, "workers": args.workers}.items() if v is not None}
+    options: dict[str, Any] = {
+        k: v for k, v in {"timeout_s": args.timeout_s, "workers": args.workers}.items() if v is not None
+    }
+    if args.domain == "math":
+        from verifiers.math.extract import FREE_TEXT_POLICIES
+
+        options["extraction_policies"] = (
+            tuple(p.strip() for p in args.extraction_policies.split(",") if p.strip())
+            if args.extraction_policies is not None else FREE_TEXT_POLICIES
+        )
+        if args.response_format is not None:
+            options["response_format"] = args.response_format
+    elif args.response_format is not None or args.extraction_policies is not None:
+        parser.error("--response-format and --extraction-policies are math options (--domain math)")
     try:
         verifier = get_verifier(args.domain, **options)
     except ValueError as exc:
-        logger.error("%s", exc)
+        logger.error("%s", exc)  # e.g. an unknown extraction policy: named, with the known ones
         return 2
     try:
         if one_off:

@@ -43,7 +43,8 @@ class Recorder:
     def __call__(self, request: httpx.Request) -> httpx.Response:
         if request.url.path == "/v1/limits":
             return httpx.Response(404, json={"detail": "Not Found"})
-        self.batches.append(len(json.loads(request.content)["items"]))
+        body = json.loads(request.content)
+        self.batches.append(len(body["items"] if "items" in body else body["pairs"]))
         self.times.append(time.monotonic())
         if self.script:
             step = self.script.pop(0)
@@ -199,3 +200,54 @@ def test_remote_verifier_matches_the_local_verifier_on_real_data() -> None:
         finally:
             remote.close()
     assert got == expected
+
+
+# -- issue #12: equivalent_batch through the service ------------------------------------------------
+
+PAIRS = [
+    ("1/2", "0.5"), ("2", "3"), (r"\frac{1}{2}", r"\dfrac12"), (r"\text{Evelyn}", "Evelyn"), ("x", ""),
+    (r"2\sqrt{2}", r"\sqrt{8}"), ("(1, 2)", "(2, 1)"), (r"\{1, 2\}", r"\{2, 1\}"), ("1,000", "1000"),
+    (r"x^2+2x+1", r"(x+1)^2"), (r"2\pi", "6.28"), ("m+2", "2 + m"), ("5", r"\boxed{5}"), ("-3", "3"),
+]
+
+
+def test_remote_equivalent_batch_matches_the_local_verifier() -> None:
+    local = get_verifier("math", workers=1)
+    try:
+        expected = local.equivalent_batch(PAIRS)
+    finally:
+        local.close()
+    assert True in expected and False in expected
+    app = create_app(ServiceSettings(domains=("math",), verifier_options={"math": {"workers": 1}},
+                                     limits=Limits(chunk_items=4, max_items_per_request=5)))
+    with LiveServer(app) as url:
+        # batches of at most 5 (the server's limit, below max_batch), 2 at a time: order must hold
+        with RemoteVerifier(url, "math", max_batch=64, concurrency=2) as remote:
+            assert remote.equivalent_batch(PAIRS) == expected
+            assert remote.equivalent_batch([]) == []
+
+
+def equivalent_ok(request: httpx.Request) -> httpx.Response:
+    pairs = json.loads(request.content)["pairs"]
+    return httpx.Response(200, json={"elapsed_s": 0.0, "equivalent": [a == b for a, b in pairs]})
+
+
+def test_equivalent_retries_503_and_splits_on_413() -> None:
+    busy = httpx.Response(503, headers={"Retry-After": "0"}, json={"error": "queue_full", "message": "busy"})
+    split = httpx.Response(413, json={"error": "too_many_items", "message": "too many", "limit": "max_items_per_request"})
+    recorder = Recorder(busy, split, equivalent_ok, equivalent_ok)
+    with client_with(recorder) as client:
+        assert client.equivalent([("1", "1"), ("1", "2"), ("3", "3")]) == [True, False, True]
+    assert recorder.batches == [3, 3, 1, 2]  # retried after Retry-After, then halved
+
+
+def test_equivalent_raises_when_the_service_stays_down() -> None:
+    from verifiers.client import ServiceUnavailableError
+
+    down = httpx.Response(503, headers={"Retry-After": "0"}, json={"error": "queue_full", "message": "busy"})
+    with client_with(Recorder(*[down] * 10), retries=2) as client:
+        with pytest.raises(ServiceUnavailableError, match="could not compare 1 answer pairs"):
+            client.equivalent([("1", "1")])
+    with RemoteVerifier("http://127.0.0.1:9", "code") as remote:
+        with pytest.raises(ValueError, match="compares math answers"):
+            remote.equivalent_batch([("1", "1")])

@@ -11,7 +11,7 @@ import pytest
 from sandbox import wire
 from verifiers.code import CodeItem, CodeVerifier, CodeVerifyConfig
 from verifiers.code.datasets import apps_tests, humaneval_tests, mbpp_tests
-from verifiers.code.harness import build_job, call_match, stdio_match
+from verifiers.code.harness import build_job, call_match, stdio_match, verdict_for
 from verifiers.io import InputError
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -33,6 +33,54 @@ DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 ])
 def test_stdio_match_table(got, expected, same):
     assert stdio_match(got, expected) is same
+
+
+# compare="tokens" (default) vs compare="apps" (the APPS harness: every number within a tolerance).
+@pytest.mark.parametrize("got,expected,tokens,apps", [
+    ("1000000000", "1000000007", False, True),   # integers are exact by default
+    ("1000000007", "1000000007", True, True),
+    ("998244353 1", "998244353 2", False, False),
+    ("100000000000000000001", "100000000000000000000", False, True),  # exact however many digits
+    ("1000000007.0", "1000000000", False, True),  # an integer answer printed as a float: its exact value
+    ("1.0", "1", True, True),
+    ("1e3", "1000", True, True),
+    ("0.50000001", "0.5", True, True),           # the expected token looks like a float: tolerance
+    ("0.5", "5e-1", True, True),
+    ("3.14159", "3.14160", True, True),           # within rtol 1e-5
+    ("3.1", "3.2", False, False),
+    ("5", "5.000001", True, True),                # expected float, output integer: within tolerance
+    ("-0", "0", True, True),
+    ("007", "7", True, True),
+    ("1/2", "0.5", False, False),
+    ("abc", "abd", False, False),
+    ("inf", "1e999", False, False),
+    ("1_0", "10", False, False),
+])
+def test_stdio_compare_modes_table(got, expected, tokens, apps):
+    assert stdio_match(got, expected) is tokens
+    assert stdio_match(got, expected, compare="tokens") is tokens
+    assert stdio_match(got, expected, compare="apps") is apps
+
+
+def test_stdio_compare_mode_is_checked():
+    with pytest.raises(ValueError, match="unknown compare mode 'exact'"):
+        stdio_match("1", "1", compare="exact")
+
+
+def _exec_reply(stdout: str) -> dict:
+    return {"tests": [{"i": 0, "status": "ok", "stdout": stdout}]}
+
+
+def test_verdicts_use_the_items_compare_field_over_the_verifiers_default():
+    item = CodeItem("p", "print(1)", {"style": "stdio", "inputs": [""], "outputs": ["1000000007\n"]})
+    assert verdict_for(item, _exec_reply("1000000000\n")).reason == "wrong_answer"
+    assert verdict_for(item, _exec_reply("1000000000\n"), compare="apps").is_pass
+    apps_item = CodeItem("p", "print(1)", {**item.tests, "compare": "apps"})
+    assert verdict_for(apps_item, _exec_reply("1000000000\n")).is_pass
+    tokens_item = CodeItem("p", "print(1)", {**item.tests, "compare": "tokens"})
+    assert not verdict_for(tokens_item, _exec_reply("1000000000\n"), compare="apps").is_pass
+    float_item = CodeItem("p", "print(1)", {"style": "stdio", "inputs": [""], "outputs": ["0.333333\n"]})
+    assert verdict_for(float_item, _exec_reply("0.3333333333\n")).is_pass
 
 
 @pytest.mark.parametrize("got,expected,same", [
@@ -108,6 +156,9 @@ ROW = {"id": "p1", "response": "print(1)", "tests": {"style": "stdio", "inputs":
     (lambda r: r.update(tests={"style": "call", "fn_name": "f x", "inputs": [[1]], "outputs": [1]}), "fn_name"),
     (lambda r: r.update(tests={"style": "humaneval", "prompt": "p", "test": "t", "entry_point": "f"}), "check"),
     (lambda r: r.update(tests={"style": "assert", "test_list": ["assert (("]}), r"test_list\[0\]"),
+    (lambda r: r["tests"].update(compare="exact"), "tests.compare must be one of tokens, apps, got 'exact'"),
+    (lambda r: r.update(tests={"style": "assert", "test_list": ["assert 1"], "compare": "apps"}),
+     "tests.compare applies to stdio"),
 ])
 def test_parse_item_names_where_and_what(mutate, message):
     row = json.loads(json.dumps(ROW))
@@ -128,6 +179,16 @@ def test_parse_item_accepts_every_dataset_format():
               for a in apps]
     assert [i.style for i in items[:2]] == ["humaneval", "assert"]
     assert {i.style for i in items[2:]} <= {"stdio", "call"}
+
+
+def test_compare_option_of_the_code_verifier():
+    assert CodeVerifier.from_options().config.compare == "tokens"
+    assert CodeVerifier.from_options(compare="apps").config.compare == "apps"
+    with pytest.raises(ValueError, match="compare: unknown mode 'loose'"):
+        CodeVerifier.from_options(compare="loose")
+    row = json.loads(json.dumps(ROW))
+    row["tests"]["compare"] = "apps"
+    assert CodeVerifier().parse_item(row).tests["compare"] == "apps"
 
 
 def test_options_are_checked_with_a_hint():

@@ -119,3 +119,20 @@ def test_mbpp_setup_code_that_needs_the_programs_classes_is_an_unsupported_test_
     row = next(r for r in MBPP if r["task_id"] == 927)  # test_setup_code builds a tree of the program's Node
     verdict = code_verifier.verify_batch([CodeItem("927", row["code"], mbpp_tests(row))])[0]
     assert (verdict.outcome.value, verdict.reason) == ("error", "unsupported_test")
+
+
+# Output comparison on the host (issue #12): integers exact by default, floats within a tolerance,
+# the APPS rule only when the item (or the verifier) asks for compare: apps.
+BIG = {"style": "stdio", "inputs": ["\n"], "outputs": ["1000000007\n"]}
+FLOAT = {"style": "stdio", "inputs": ["\n"], "outputs": ["0.3333333333\n"]}
+
+
+@pytest.mark.parametrize("program,tests,expected", [
+    ("print(1000000000)\n", BIG, "fail:wrong_answer"),
+    ("print(1000000007)\n", BIG, "pass:correct"),
+    ("print(1000000000)\n", {**BIG, "compare": "apps"}, "pass:correct"),
+    ("print(1/3)\n", FLOAT, "pass:correct"),
+    ("print(0.3334)\n", FLOAT, "fail:wrong_answer"),
+])
+def test_stdio_integers_are_exact_and_floats_within_tolerance(code_verifier, program, tests, expected):
+    assert outcomes(code_verifier.verify_batch([CodeItem("cmp", program, tests)])) == [expected]

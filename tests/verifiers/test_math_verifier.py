@@ -94,11 +94,28 @@ ADVERSARIAL = [
     ("5", r"\boxed{5}\boxed{6}", "fail"),
 ]
 
+# Misgrades found by the metamorphic suite (verifiers.math.metamorphic, benchmarks/bench_math_accuracy.py).
+METAMORPHIC_FIXES = [
+    # Math-Verify's unit removal read a trailing variable as a unit: "2 + m" as "2 +", "6t" as 6.
+    ("m+2", r"\boxed{2 + m}", "pass"),
+    ("6t - 5", r"\boxed{-5 + 6t}", "pass"),
+    ("9c+6", r"\boxed{6 + 9c}", "pass"),
+    ("6t", r"\boxed{6}", "fail"),
+    ("2k", r"\boxed{2}", "fail"),
+    ("2 + m", r"\boxed{2}", "fail"),
+    # \frac \pi4 (MATH's shorthand) was read as \frac{\}{p}i4: every sum with it parsed as its last terms.
+    (r"\frac \pi4 + 2 - \sqrt2", r"\boxed{\frac{\pi}{4} + 2 - \sqrt{2}}", "pass"),
+    (r"\frac \pi4 + 2 - \sqrt2", r"\boxed{-(\frac \pi4 + 2 - \sqrt2)}", "fail"),
+    (r"\frac \pi4 + 2 - \sqrt2", r"\boxed{2 - \sqrt2}", "fail"),
+    (r"\frac ab", r"\boxed{\frac{a}{b}}", "pass"),
+]
+
 
 @pytest.mark.parametrize(
     "reference, response, expected",
     [pytest.param(*case, id=f"math-{i}") for i, case in enumerate(MATH_CONVENTIONS)]
-    + [pytest.param(*case, id=f"adversarial-{i}") for i, case in enumerate(ADVERSARIAL)],
+    + [pytest.param(*case, id=f"adversarial-{i}") for i, case in enumerate(ADVERSARIAL)]
+    + [pytest.param(*case, id=f"metamorphic-{i}") for i, case in enumerate(METAMORPHIC_FIXES)],
 )
 def test_answer_tables(verifier, reference, response, expected):
     verdict = verifier.verify_one(reference, response)
@@ -218,6 +235,81 @@ def test_parse_item_says_where_and_what(row, message):
 def test_parse_item_accepts_a_good_row():
     row = {"id": "a", "reference": "1", "response": "2", "reference_format": "gsm8k", "extra": 1}
     assert MathVerifier().parse_item(row, "x") == MathItem("a", "1", "2", "gsm8k")
+    row["response_format"] = "answer"
+    assert MathVerifier().parse_item(row, "x") == MathItem("a", "1", "2", "gsm8k", "answer")
+
+
+def test_parse_item_refuses_an_unknown_response_format():
+    row = {"id": "a", "reference": "1", "response": "2", "response_format": "bare"}
+    with pytest.raises(InputError, match=r"^in.jsonl:4: unknown response_format 'bare'; choose from text, answer"):
+        MathVerifier().parse_item(row, "in.jsonl:4")
+
+
+# (reference, response, response_format, outcome, reason, extracted_by)
+RESPONSE_FORMATS = [
+    (r"\frac{1}{2}", r"\dfrac{1}{2}", "answer", "pass", "correct", "whole_response"),
+    (r"\frac{1}{2}", r"$0.5$", "answer", "pass", "correct", "whole_response"),
+    (r"\frac{1}{2}", r"\(\frac12\)", "answer", "pass", "correct", "whole_response"),
+    (r"\frac{1}{2}", r"\boxed{1/2}", "answer", "pass", "correct", "whole_response"),
+    (r"(1, 2)", r"\left( 1, 2 \right)", "answer", "pass", "correct", "whole_response"),
+    (r"\frac{1}{2}", r"\frac{1}{3}", "answer", "fail", "wrong_answer", "whole_response"),
+    ("5", "", "answer", "fail", "no_answer", None),
+    ("5", "  ", "answer", "fail", "no_answer", None),
+    # text: a bare answer is no answer for the default policies...
+    (r"\frac{1}{2}", r"\dfrac{1}{2}", "text", "fail", "no_answer", None),
+    ("5", r"so \boxed{5}", "text", "pass", "correct", "last_boxed"),
+    ("5", "The answer is 5.", "text", "pass", "correct", "answer_is"),
+    ("5", "#### 5", "text", "pass", "correct", "gsm8k_hash"),
+]
+
+
+@pytest.mark.parametrize("reference, response, fmt, outcome, reason, extracted_by", RESPONSE_FORMATS)
+def test_response_format_per_item_and_extracted_by(verifier, reference, response, fmt, outcome, reason, extracted_by):
+    verdict = verifier.verify_one(reference, response, response_format=fmt)
+    assert (verdict.outcome.value, verdict.reason, verdict.extracted_by) == (outcome, reason, extracted_by), verdict
+    if extracted_by:
+        assert verdict.to_dict()["extracted_by"] == extracted_by
+    else:
+        assert "extracted_by" not in verdict.to_dict()
+
+
+def test_response_format_option_is_the_default_for_items_without_one():
+    with MathVerifier.from_options(workers=1, response_format="answer") as v:
+        items = [MathItem("a", "7", "7"), MathItem("b", "7", r"so \boxed{7}", response_format="text"),
+                 MathItem("c", "7", "so 7", response_format="answer")]
+        assert [(x.outcome.value, x.extracted_by) for x in v.verify_batch(items)] == [
+            ("pass", "whole_response"), ("pass", "last_boxed"), ("fail", "whole_response")]
+    with pytest.raises(ValueError, match="unknown response_format 'bare'"):
+        MathVerifier.from_options(response_format="bare")
+
+
+# last_math: the last math span of free text, by Math-Verify's own extraction (off by default).
+LAST_MATH = [
+    ("5", "We get $x = 3$ and then $y = 5$.", "pass"),
+    ("3", "We get $x = 3$ and then $y = 5$.", "fail"),
+    (r"\sqrt{2}", r"so the length is \(\sqrt{2}\) units", "pass"),
+    ("42", "The result is 42 apples.", "pass"),
+    ("5", r"Some $\frac{1}{2}$ and a \boxed{5}", "pass"),     # last_boxed comes first
+    ("5", "no math at all", "fail"),
+]
+
+
+@pytest.mark.parametrize("reference, response, expected", LAST_MATH)
+def test_last_math_policy(reference, response, expected, last_math_verifier):
+    verdict = last_math_verifier.verify_one(reference, response)
+    assert verdict.outcome.value == expected, verdict
+
+
+@pytest.fixture(scope="module")
+def last_math_verifier():
+    with MathVerifier.from_options(workers=1, extraction_policies=["last_boxed", "answer_is", "last_math"]) as v:
+        yield v
+
+
+def test_last_math_is_off_by_default_and_says_who_found_the_answer(verifier, last_math_verifier):
+    assert "last_math" not in MathVerifyConfig().extraction_policies
+    assert verifier.verify_one("5", "We get $y = 5$.").reason == "no_answer"
+    assert last_math_verifier.verify_one("5", "We get $y = 5$.").extracted_by == "last_math"
 
 
 def test_from_options_and_registry():
@@ -230,6 +322,13 @@ def test_from_options_and_registry():
         MathVerifier.from_options(extraction_policies=["boxed"])
     with pytest.raises(ValueError, match="timeout_s must be positive"):
         MathVerifier.from_options(timeout_s=0)
+    with pytest.raises(ValueError, match="must be a list of names"):
+        MathVerifier.from_options(extraction_policies="last_boxed")
+    # the run config's verifier.math.extraction_policies / verifier.math.response_format
+    verifier = get_verifier("math", extraction_policies=["last_boxed", "last_math"], response_format="answer")
+    assert verifier.config.extraction_policies == ("last_boxed", "last_math")
+    assert verifier.config.response_format == "answer"
+    verifier.close()
 
 
 def test_extraction_policies_are_honoured():

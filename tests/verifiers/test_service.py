@@ -296,3 +296,56 @@ def test_chunks_of_a_client_that_went_away_are_skipped() -> None:
         assert http.get("/healthz").json()["queue_depth"] == 0
         assert len(verifier.calls) < 25, f"{len(verifier.calls)} chunks verified for a client that left"
         assert http.post("/v1/verify", json={"items": items[:2]}, timeout=10).status_code == 200
+
+
+# -- issue #12: response_format per item, extracted_by, /v1/equivalent ------------------------------
+
+def test_response_format_per_item(math_client: TestClient) -> None:
+    items = [
+        {"id": "bare", "domain": "math", "reference": "\\frac{1}{2}", "response": "\\dfrac{1}{2}",
+         "response_format": "answer"},
+        {"id": "bare-as-text", "domain": "math", "reference": "\\frac{1}{2}", "response": "\\dfrac{1}{2}"},
+        {"id": "bare-wrong", "domain": "math", "reference": "\\frac{1}{2}", "response": "$0.25$",
+         "response_format": "answer"},
+        {"id": "text", "domain": "math", "reference": "3", "response": "so \\boxed{3}", "response_format": "text"},
+    ]
+    response = math_client.post("/v1/verify", json={"items": items})
+    assert response.status_code == 200, response.text
+    got = [(r["id"], r["verdict"], r["reason"], r["extracted_by"]) for r in response.json()["results"]]
+    assert got == [("bare", "pass", "correct", "whole_response"), ("bare-as-text", "fail", "no_answer", None),
+                   ("bare-wrong", "fail", "wrong_answer", "whole_response"), ("text", "pass", "correct", "last_boxed")]
+    bad = math_client.post("/v1/verify", json={"items": [{**items[0], "response_format": "latex"}]})
+    assert bad.status_code == 422 and "response_format" in bad.json()["message"], bad.text
+
+
+EQUIVALENT_PAIRS = [
+    ("1/2", "0.5"), ("2", "3"), (r"\frac{1}{2}", r"\dfrac12"), (r"\text{Evelyn}", "Evelyn"), ("x", ""),
+    (r"2\sqrt{2}", r"\sqrt{8}"), ("(1, 2)", "(2, 1)"), (r"\{1, 2\}", r"\{2, 1\}"), ("1,000", "1000"),
+    (r"x^2+2x+1", r"(x+1)^2"), (r"2\pi", "6.28"), ("m+2", "2 + m"),
+]
+
+
+def test_equivalent_endpoint_matches_the_in_process_verifier(math_client: TestClient) -> None:
+    verifier = get_verifier("math", **MATH_OPTIONS)
+    try:
+        expected = verifier.equivalent_batch(EQUIVALENT_PAIRS)
+    finally:
+        verifier.close()
+    assert expected == [True, False, True, True, False, True, False, True, True, True, False, True]
+    response = math_client.post("/v1/equivalent", json={"pairs": [list(p) for p in EQUIVALENT_PAIRS]})
+    assert response.status_code == 200, response.text
+    assert response.json()["equivalent"] == expected
+    assert math_client.post("/v1/equivalent", json={"pairs": []}).json()["equivalent"] == []
+    bad = math_client.post("/v1/equivalent", json={"pairs": [["1"]]})
+    assert bad.status_code == 422 and bad.json()["error"] == "invalid_request", bad.text
+    too_many = math_client.post("/v1/equivalent", json={"pairs": [["1", "1"]] * 501})
+    assert too_many.status_code == 413 and too_many.json()["limit"] == "max_items_per_request"
+    too_long = math_client.post("/v1/equivalent", json={"pairs": [["1", "1" * 100_001]]})
+    assert too_long.status_code == 422 and too_long.json()["limit"] == "max_text_chars"
+
+
+def test_equivalent_without_a_math_verifier_is_503() -> None:
+    app = create_app(ServiceSettings(domains=("math",)), verifier_factory=lambda domain, **kw: 1 / 0)
+    with TestClient(app) as client:
+        response = client.post("/v1/equivalent", json={"pairs": [["1", "1"]]})
+    assert response.status_code == 503 and response.json()["error"] == "verifier_unavailable", response.text

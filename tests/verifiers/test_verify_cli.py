@@ -91,3 +91,59 @@ def test_help_explains_the_input_format_with_an_example():
     for needle in ('"reference_format"', "math_solution", "gsm8k", "rest-em verify --domain math", "-o verdicts.jsonl",
                    "--timeout-s", "--workers", '"verdict"'):
         assert needle in result.stdout, needle
+
+
+# Bare answers (issue #12): the whole response is the answer.
+BARE_ROWS = [
+    {"id": "half", "reference": r"\frac{1}{2}", "response": r"\dfrac{1}{2}"},
+    {"id": "dollars", "reference": r"\frac{1}{2}", "response": "$0.5$"},
+    {"id": "paren", "reference": "(1, 2)", "response": r"\(\left(1,2\right)\)"},
+    {"id": "boxed", "reference": "18", "response": r"\boxed{18}"},
+    {"id": "wrong", "reference": "18", "response": "17"},
+    {"id": "empty", "reference": "18", "response": ""},
+    {"id": "row-says-text", "reference": "18", "response": "so 17, no: \\boxed{18}", "response_format": "text"},
+]
+
+
+def test_response_format_answer_grades_a_file_of_bare_answers(tmp_path):
+    out = tmp_path / "verdicts.jsonl"
+    src = write_rows(tmp_path / "answers.jsonl", BARE_ROWS)
+    result = rest_em("verify", "--domain", "math", "--response-format", "answer", str(src), "-o", str(out),
+                     "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["id"], r["verdict"], r["reason"], r.get("extracted_by")) for r in written] == [
+        ("half", "pass", "correct", "whole_response"),
+        ("dollars", "pass", "correct", "whole_response"),
+        ("paren", "pass", "correct", "whole_response"),
+        ("boxed", "pass", "correct", "whole_response"),
+        ("wrong", "fail", "wrong_answer", "whole_response"),
+        ("empty", "fail", "no_answer", None),
+        ("row-says-text", "pass", "correct", "last_boxed"),
+    ]
+    # Without the flag the same file is free text: answers in math delimiters are found by last_math
+    # (the CLI's last-resort policy); bare LaTeX outside delimiters and the empty response are not.
+    result = rest_em("verify", "--domain", "math", str(src), "-o", str(out), "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["id"], r["verdict"], r.get("extracted_by")) for r in written] == [
+        ("half", "fail", None), ("dollars", "pass", "last_math"), ("paren", "pass", "last_math"),
+        ("boxed", "pass", "last_boxed"), ("wrong", "fail", "last_math"), ("empty", "fail", None),
+        ("row-says-text", "pass", "last_boxed"),
+    ]
+
+
+def test_extraction_policies_flag_and_its_errors(tmp_path):
+    one = ["verify", "--domain", "math", "--reference", "5", "--response", "so $y = 5$"]
+    assert json.loads(rest_em(*one).stdout)["extracted_by"] == "last_math"
+    result = rest_em(*one, "--extraction-policies", "last_boxed,answer_is")
+    assert (result.returncode, json.loads(result.stdout)["reason"]) == (0, "no_answer")
+    result = rest_em(*one, "--extraction-policies", "last_boxd")
+    assert result.returncode == 2 and "unknown extraction policy 'last_boxd'" in result.stderr
+    result = rest_em("verify", "--domain", "math", "--response-format", "bare", "--reference", "1", "--response", "1")
+    assert result.returncode == 2 and "invalid choice: 'bare'" in result.stderr
+    result = rest_em("verify", "--domain", "code", "--response-format", "answer", str(tmp_path / "x"), "-o", "y")
+    assert result.returncode == 2 and "math options" in result.stderr
+    bad = write_rows(tmp_path / "bad.jsonl", [{"id": 1, "reference": "1", "response": "1", "response_format": "tex"}])
+    result = rest_em("verify", str(bad), "-o", str(tmp_path / "o.jsonl"))
+    assert result.returncode == 2 and f"{bad}:1: unknown response_format 'tex'" in result.stderr

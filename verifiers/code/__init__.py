@@ -21,7 +21,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Sequence
 
 from verifiers.code.extract import POLICIES, extract_code
-from verifiers.code.harness import STYLES, CodeItem, build_job, verdict_for
+from verifiers.code.harness import COMPARE_MODES, STYLES, CodeItem, build_job, verdict_for
 from verifiers.io import InputError
 from verifiers.registry import check_option_names
 from verifiers.verdict import Verdict
@@ -46,6 +46,9 @@ class CodeVerifyConfig:
     pids_limit: int = 64
     image: str = ""                      # "" = build/reuse the content-hashed sandbox image
     image_method: str = "offline"        # or "dockerfile" on machines that can pull base images
+    # stdio output comparison when an item's tests do not say: "tokens" (integers exact, float-looking
+    # tokens within a tolerance) or "apps" (the APPS harness: every number within a tolerance).
+    compare: str = "tokens"
 
     def __post_init__(self) -> None:
         for name in ("timeout_per_test_s", "timeout_per_problem_s", "memory_mb", "output_bytes", "recycle_after",
@@ -54,6 +57,9 @@ class CodeVerifyConfig:
                 raise ValueError(f"CodeVerifyConfig.{name} must be positive, got {getattr(self, name)!r}")
         if self.pool_size < 0:
             raise ValueError(f"CodeVerifyConfig.pool_size must be >= 0, got {self.pool_size!r}")
+        if self.compare not in COMPARE_MODES:
+            raise ValueError(f"CodeVerifyConfig.compare: unknown mode {self.compare!r}; "
+                             f"choose one of {', '.join(COMPARE_MODES)}")
         if self.extraction not in POLICIES:
             raise ValueError(f"CodeVerifyConfig.extraction: unknown policy {self.extraction!r}; "
                              f"choose one of {', '.join(sorted(POLICIES))}")
@@ -115,6 +121,11 @@ class CodeVerifier:
         _check(isinstance(tests, dict), where, "missing 'tests' (an object with a 'style')")
         style = tests.get("style")
         _check(style in STYLES, where, f"tests.style must be one of {', '.join(STYLES)}, got {style!r}")
+        if "compare" in tests:
+            _check(style in ("stdio", "call"), where,
+                   f"tests.compare applies to stdio (and APPS call) tests, not {style!r} tests")
+            _check(tests["compare"] in COMPARE_MODES, where,
+                   f"tests.compare must be one of {', '.join(COMPARE_MODES)}, got {tests['compare']!r}")
         if style == "stdio":
             _check(_str_list(tests.get("inputs")) and _str_list(tests.get("outputs")), where,
                    "stdio tests need 'inputs' and 'outputs', lists of strings")
@@ -198,7 +209,7 @@ class CodeVerifier:
                 return Verdict.failed("timeout", "time limit exceeded (container killed by the host)")
             return Verdict.errored("sandbox_error", str(exc)[:500])
         try:
-            return verdict_for(item, reply)
+            return verdict_for(item, reply, self.config.compare)
         except Exception as exc:  # a verifier bug must be an error, never a pass or a fail
             log.exception("interpreting the sandbox reply for %s", item.id)
             return Verdict.errored("sandbox_error", f"could not interpret the sandbox reply: {exc}")

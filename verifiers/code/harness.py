@@ -3,8 +3,10 @@
 Four test styles (``CodeItem.tests``):
 
 * ``stdio``     APPS standard input: the program runs once per input; its stdout is compared *here*,
-                on the host, as the APPS harness does (whitespace and line breaks do not matter,
-                numbers match within a tolerance). Expected outputs never enter the container.
+                on the host, token by token (whitespace and line breaks do not matter). By default
+                (``compare: tokens``) integers must be equal exactly and only a token that looks like
+                a float is compared within a tolerance; ``compare: apps`` is the APPS harness's rule
+                (every number within a tolerance). Expected outputs never enter the container.
 * ``call``      APPS call-based: ``fn_name`` (a function, or a method of ``class Solution``) is called
                 once per input inside the candidate's process; the return values come back as plain
                 data (``sandbox.wire``) and are compared here.
@@ -22,13 +24,17 @@ from __future__ import annotations
 
 import ast
 import math
+import re
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sandbox import wire
 from verifiers.verdict import Verdict
 
 STYLES = ("stdio", "call", "humaneval", "assert")
+# How stdio output is compared with the expected output; see ``stdio_match``.
+COMPARE_MODES = ("tokens", "apps")
 
 
 @dataclass(frozen=True)
@@ -36,7 +42,7 @@ class CodeItem:
     """One candidate program and the tests it must pass.
 
     ``tests`` is one of:
-      {"style": "stdio", "inputs": [str, ...], "outputs": [str, ...]}
+      {"style": "stdio", "inputs": [str, ...], "outputs": [str, ...], "compare": "tokens" | "apps" (optional)}
       {"style": "call", "fn_name": str, "inputs": [[arg, ...], ...], "outputs": [value, ...]}
       {"style": "humaneval", "prompt": str, "test": str, "entry_point": str}
       {"style": "assert", "test_list": [str, ...], "setup": str}
@@ -125,22 +131,63 @@ def _is_number(tok: str) -> float | None:
         return None
 
 
-def stdio_match(got: str, expected: str, rtol: float = 1e-5, atol: float = 1e-8) -> bool:
-    """APPS-style: compare whitespace-separated tokens; numeric tokens within ``np.allclose`` tolerance."""
+# A token that looks like a float: a decimal point or an exponent ("0.5", "3.", ".5", "1e-9", "2E+3").
+_FLOAT_TOKEN = re.compile(r"[+-]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?")
+_INT_TOKEN = re.compile(r"[+-]?\d+")
+
+
+def _looks_like_float(tok: str) -> bool:
+    return _FLOAT_TOKEN.fullmatch(tok) is not None and _INT_TOKEN.fullmatch(tok) is None
+
+
+def _token_match(got: str, expected: str, rtol: float, atol: float) -> bool:
+    """``compare: tokens``: equal strings; or equal exact values when the expected token is an integer
+    (``1.0`` and ``1e3`` are the integers 1 and 1000, ``1000000007`` is not ``1000000000``); or within
+    the tolerance when the expected token looks like a float and the output token is a number."""
+    if got == expected:
+        return True
+    if _INT_TOKEN.fullmatch(expected):
+        if _FLOAT_TOKEN.fullmatch(got) is None:
+            return False
+        try:
+            return Decimal(got) == Decimal(expected)  # exact, however many digits
+        except InvalidOperation:
+            return False
+    if _looks_like_float(expected) and _FLOAT_TOKEN.fullmatch(got) is not None:
+        fg, fe = float(got), float(expected)
+        if not (math.isfinite(fg) and math.isfinite(fe)):
+            return False
+        return abs(fg - fe) <= atol + rtol * abs(fe)
+    return False
+
+
+def _apps_token_match(a: str, b: str, rtol: float, atol: float) -> bool:
+    """``compare: apps``: any two tokens Python reads as finite floats match within the tolerance."""
+    if a == b:
+        return True
+    fa, fb = _is_number(a), _is_number(b)
+    if fa is None or fb is None or not math.isfinite(fa) or not math.isfinite(fb):
+        return False
+    return abs(fa - fb) <= atol + rtol * abs(fb)
+
+
+def stdio_match(got: str, expected: str, rtol: float = 1e-5, atol: float = 1e-8, compare: str = "tokens") -> bool:
+    """Compare whitespace-separated tokens of a program's output with the expected output.
+
+    ``compare="tokens"`` (default): integers compare exactly; a token is compared as a float within
+    ``atol + rtol * |expected|`` only when the expected token looks like a float (a decimal point or
+    an exponent). ``compare="apps"``: the APPS harness's rule, every pair of numeric tokens within
+    that tolerance (so ``1000000000`` matches ``1000000007``).
+    """
+    if compare not in COMPARE_MODES:
+        raise ValueError(f"unknown compare mode {compare!r}; choose from {', '.join(COMPARE_MODES)}")
     g, e = got.split(), expected.split()
     if g == e:
         return True
     if len(g) != len(e):
         return False
-    for a, b in zip(g, e):
-        if a == b:
-            continue
-        fa, fb = _is_number(a), _is_number(b)
-        if fa is None or fb is None or not math.isfinite(fa) or not math.isfinite(fb):
-            return False
-        if abs(fa - fb) > atol + rtol * abs(fb):
-            return False
-    return True
+    match = _token_match if compare == "tokens" else _apps_token_match
+    return all(match(a, b, rtol, atol) for a, b in zip(g, e))
 
 
 def _as_lists(value: Any) -> Any:
@@ -193,8 +240,10 @@ def _syntax(stderr: str) -> bool:
     return last[0].startswith(("SyntaxError", "IndentationError", "TabError"))
 
 
-def verdict_for_exec(item: CodeItem, reply: dict[str, Any]) -> Verdict:
+def verdict_for_exec(item: CodeItem, reply: dict[str, Any], compare: str = "tokens") -> Verdict:
+    """``compare`` is the verifier's default; the item's ``tests["compare"]`` overrides it."""
     outputs = item.tests["outputs"]
+    compare = item.tests.get("compare") or compare
     tests = reply.get("tests", [])
     for res in tests:
         i = res["i"]
@@ -202,7 +251,7 @@ def verdict_for_exec(item: CodeItem, reply: dict[str, Any]) -> Verdict:
             if res["status"] == "runtime_error" and i == 0 and _syntax(res.get("stderr", "")):
                 return Verdict.failed("syntax_error", res["stderr"].strip().splitlines()[-1][:300])
             return _fail_from_status(res["status"], i, res.get("stderr", "").strip()[-300:])
-        if not stdio_match(res.get("stdout", ""), outputs[i]):
+        if not stdio_match(res.get("stdout", ""), outputs[i], compare=compare):
             return Verdict.failed("wrong_answer", f"wrong answer on test {i}")
     if len(tests) != len(outputs):
         return Verdict.errored("sandbox_error", f"the runner reported {len(tests)} of {len(outputs)} tests")
@@ -262,8 +311,8 @@ def verdict_for_judge(item: CodeItem, reply: dict[str, Any]) -> Verdict:
     return Verdict.passed()
 
 
-def verdict_for(item: CodeItem, reply: dict[str, Any]) -> Verdict:
+def verdict_for(item: CodeItem, reply: dict[str, Any], compare: str = "tokens") -> Verdict:
     if item.style == "stdio":
-        return verdict_for_exec(item, reply)
+        return verdict_for_exec(item, reply, compare)
     return verdict_for_judge(item, reply)
 

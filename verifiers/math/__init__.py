@@ -27,7 +27,15 @@ from typing import Any, Sequence
 
 from verifiers.io import InputError
 from verifiers.math.equivalence import CheckTask, EquivalenceTask, run_task, warm_up
-from verifiers.math.extract import DEFAULT_POLICIES, POLICIES, check_policies, extract_answer
+from verifiers.math.extract import (
+    DEFAULT_POLICIES,
+    FREE_TEXT_POLICIES,
+    POLICIES,
+    RESPONSE_FORMATS,
+    check_policies,
+    check_response_format,
+    extract_answer,
+)
 from verifiers.math.reference import REFERENCE_FORMATS
 from verifiers.registry import check_option_names
 from verifiers.verdict import Verdict
@@ -35,8 +43,10 @@ from verifiers.workers import TaskStatus, WorkerPool
 
 __all__ = [
     "DEFAULT_POLICIES",
+    "FREE_TEXT_POLICIES",
     "POLICIES",
     "REFERENCE_FORMATS",
+    "RESPONSE_FORMATS",
     "MathItem",
     "MathVerifier",
     "MathVerifyConfig",
@@ -53,13 +63,21 @@ class MathVerifyConfig:
     timeout_s: float = 5.0  # wall-clock limit per check; the worker is killed past it
     workers: int | None = None  # worker processes; None = one per CPU core
     extraction_policies: tuple[str, ...] = DEFAULT_POLICIES  # tried in order; see verifiers.math.extract
+    # How to read a response when its item does not say: "text" (extract with the policies) or
+    # "answer" (the whole response is the answer).
+    response_format: str = "text"
     chunk_size: int = 16  # items sent to a worker per round trip
     memory_mb: int | None = 2048  # address-space cap per worker (a 10^6-digit number must not eat the box)
     # Identical normalised answer strings pass without asking sympy. Off only to test Math-Verify itself.
     string_shortcut: bool = True
 
     def __post_init__(self) -> None:
+        if isinstance(self.extraction_policies, str):
+            raise ValueError(
+                f"extraction_policies must be a list of names, got the string {self.extraction_policies!r}"
+            )
         object.__setattr__(self, "extraction_policies", check_policies(tuple(self.extraction_policies)))
+        check_response_format(self.response_format)
         if not self.timeout_s > 0:
             raise ValueError(f"timeout_s must be positive, got {self.timeout_s}")
         if self.workers is not None and self.workers < 1:
@@ -68,12 +86,16 @@ class MathVerifyConfig:
 
 @dataclass(frozen=True)
 class MathItem:
-    """One check: does ``response`` reach the answer in ``reference``?"""
+    """One check: does ``response`` reach the answer in ``reference``?
+
+    ``response_format`` None means the verifier's configured default (``MathVerifyConfig.response_format``).
+    """
 
     id: str | int
     reference: str
     response: str
     reference_format: str = "answer"
+    response_format: str | None = None
 
 
 _ROW_TYPES: dict[str, tuple[type, ...]] = {"id": (str, int), "reference": (str,), "response": (str,)}
@@ -91,7 +113,8 @@ class MathVerifier:
 
     @classmethod
     def from_options(cls, **options: Any) -> "MathVerifier":
-        """Build from keyword overrides of ``MathVerifyConfig`` (``timeout_s=2``, ``workers=4``, ...).
+        """Build from keyword overrides of ``MathVerifyConfig`` (``timeout_s=2``, ``workers=4``,
+        ``extraction_policies=["last_boxed", "answer_is"]``, ``response_format="answer"``, ...).
 
         ``None`` values are ignored (a CLI option left unset); an unknown key is a ``ValueError``.
         """
@@ -115,7 +138,12 @@ class MathVerifier:
             raise InputError(
                 f"{prefix}unknown reference_format {fmt!r}; choose from {', '.join(REFERENCE_FORMATS)}"
             )
-        return MathItem(row["id"], row["reference"], row["response"], fmt)
+        response_format = row.get("response_format")
+        if response_format is not None and response_format not in RESPONSE_FORMATS:
+            raise InputError(
+                f"{prefix}unknown response_format {response_format!r}; choose from {', '.join(RESPONSE_FORMATS)}"
+            )
+        return MathItem(row["id"], row["reference"], row["response"], fmt, response_format)
 
     @property
     def pool(self) -> WorkerPool:
@@ -146,6 +174,8 @@ class MathVerifier:
         for item in items:
             if item.reference_format not in REFERENCE_FORMATS:
                 raise ValueError(f"item {item.id!r}: unknown reference_format {item.reference_format!r}")
+            if item.response_format is not None and item.response_format not in RESPONSE_FORMATS:
+                raise ValueError(f"item {item.id!r}: unknown response_format {item.response_format!r}")
         tasks = [
             CheckTask(
                 item.reference,
@@ -153,6 +183,7 @@ class MathVerifier:
                 item.reference_format,
                 self.config.extraction_policies,
                 self.config.string_shortcut,
+                item.response_format or self.config.response_format,
             )
             for item in items
         ]
@@ -171,9 +202,11 @@ class MathVerifier:
                 verdicts.append(Verdict.errored("verifier_exception", result.message))
         return verdicts
 
-    def verify_one(self, reference: str, response: str, reference_format: str = "answer") -> Verdict:
+    def verify_one(
+        self, reference: str, response: str, reference_format: str = "answer", response_format: str | None = None
+    ) -> Verdict:
         """The verdict for a single (reference, response) pair."""
-        return self.verify_batch([MathItem("one", reference, response, reference_format)])[0]
+        return self.verify_batch([MathItem("one", reference, response, reference_format, response_format)])[0]
 
     def equivalent_batch(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
         """For each pair of extracted answers: are they the same answer? (timeouts count as no)."""

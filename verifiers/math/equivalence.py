@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from verifiers.math.extract import extract_with_policy
+from verifiers.math.extract import WHOLE_RESPONSE, extract_with_policy, read_whole_answer
 from verifiers.math.normalize import NormalizedAnswer, answers_match_as_text, normalize_answer
 from verifiers.math.reference import read_reference
 from verifiers.verdict import Verdict
@@ -39,15 +39,36 @@ def warm_up() -> None:
     verify(parse("$\\frac{1}{2}$", parsing_timeout=None), parse("$0.5$", parsing_timeout=None), timeout_seconds=None)
 
 
+_LATEX_CONFIG: Any = None
+
+
 def _parse(answer: NormalizedAnswer) -> list[Any]:
-    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
+    global _LATEX_CONFIG
+    from math_verify import ExprExtractionConfig, parse
+
+    if _LATEX_CONFIG is None:
+        _LATEX_CONFIG = _latex_config()
 
     # The answer is already isolated, so it is handed over as one math span; Math-Verify still
-    # applies its own LaTeX normalisation (units, malformed operators) on top of ours.
+    # applies its own LaTeX normalisation (malformed operators, nits) on top of ours. Not its unit
+    # removal: that strips any trailing "m", "t", "o", ... after a digit or a space, so "2 + m" would
+    # read as "2 +" and "6t" as 6; verifiers.math.normalize strips the units of MATH's answers itself.
     return parse(
         f"${answer.text}$",
-        extraction_config=[LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()],
+        extraction_config=[_LATEX_CONFIG, ExprExtractionConfig()],
         parsing_timeout=None,
+    )
+
+
+def _latex_config() -> Any:
+    from latex2sympy2_extended.latex2sympy2 import NormalizationConfig
+    from math_verify import LatexExtractionConfig
+
+    return LatexExtractionConfig(
+        boxed_match_priority=0,
+        normalization_config=NormalizationConfig(
+            basic_latex=True, units=False, malformed_operators=True, nits=True, boxed="all", equations=False
+        ),
     )
 
 
@@ -100,28 +121,42 @@ class CheckTask:
     reference_format: str
     policies: tuple[str, ...]
     string_shortcut: bool = True
+    response_format: str = "text"  # "answer": the whole response is the answer, nothing is extracted
+
+
+def _extract(task: CheckTask) -> tuple[str, str] | None:
+    """(answer, how it was found) from the response, or None."""
+    if task.response_format == "answer":
+        answer = read_whole_answer(task.response)
+        return None if answer is None else (answer, WHOLE_RESPONSE)
+    return extract_with_policy(task.response, task.policies)
 
 
 def check(task: CheckTask) -> Verdict:
     """The verdict for one (reference, response) pair. Runs in a worker process."""
+    policy: str | None = None
     try:
         reference = parse_reference(task.reference, task.reference_format)
         if isinstance(reference, Verdict):
             return reference
-        extracted = extract_with_policy(task.response, task.policies)
+        extracted = _extract(task)
         if extracted is None:
+            if task.response_format == "answer":
+                return Verdict.failed("no_answer", "the response is empty (response_format=answer)")
             return Verdict.failed("no_answer", f"no answer found by policies {', '.join(task.policies)}")
         answer, policy = extracted
         candidate = normalize_answer(answer)
         if not candidate.text:
-            return Verdict.failed("no_answer", f"the answer found by {policy} is empty after normalisation")
+            return Verdict.failed("no_answer", f"the answer found by {policy} is empty after normalisation", policy)
         same = answers_equivalent(reference, candidate, task.string_shortcut)
     except (MemoryError, RecursionError) as exc:
         # A pathological answer (a huge number, deeply nested braces) exhausted the worker: the
         # model's output is at fault, so this is a fail like a timeout, not our error.
-        return Verdict.failed("resource_limit", f"{type(exc).__name__} while checking the answer")
+        return Verdict.failed("resource_limit", f"{type(exc).__name__} while checking the answer", policy)
     message = f"answer {_quote(answer)} ({policy}) vs reference {_quote(reference.normalized.text)}"
-    return Verdict.passed("correct", message) if same else Verdict.failed("wrong_answer", message)
+    if same:
+        return Verdict.passed("correct", message, policy)
+    return Verdict.failed("wrong_answer", message, policy)
 
 
 def check_equivalent(pair: tuple[str, str]) -> bool:

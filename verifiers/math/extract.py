@@ -6,9 +6,17 @@ returns the first answer found. The names are what configs and the CLI use:
 ``last_boxed``   the last ``\\boxed{...}`` / ``\\fbox{...}`` (nested braces), or ``\\boxed 5``
 ``answer_is``    the last "the answer is X" / "the final answer is X" / "final answer: X"
 ``gsm8k_hash``   the last "#### X" (GSM8K's answer marker)
+``last_math``    a last resort for free text: the last math span (``$...$``, ``\\(...\\)``, ``\\[...\\]``,
+                 a bare number or expression) as Math-Verify's own extraction finds it; not in the
+                 pipeline's ``DEFAULT_POLICIES``, but in ``FREE_TEXT_POLICIES`` (``rest-em verify``'s default)
 
-Every policy is linear in the length of the text (no backtracking regexes), so a 10^6-character
-response costs milliseconds here; anything slower is bounded by the worker's wall-clock limit anyway.
+The first three policies are linear in the length of the text (no backtracking regexes), so a
+10^6-character response costs milliseconds here. ``last_math`` runs Math-Verify's regexes, which can
+be slower on long texts; like every check it runs in a worker with a wall-clock limit.
+
+Response formats (``RESPONSE_FORMATS``) say how to read a response: ``text`` (extract the answer with
+the policies) or ``answer`` (the whole response is the answer, read like a bare reference:
+``$...$``, ``\\(...\\)`` and ``\\boxed{}`` allowed).
 """
 
 from __future__ import annotations
@@ -122,13 +130,44 @@ def gsm8k_hash(text: str) -> str | None:
     return answer or None
 
 
+def last_math(text: str) -> str | None:
+    """The last math span of ``text``, as Math-Verify's extraction picks it (its answer anchors first,
+    then the rightmost LaTeX environment or plain expression); the span's text, normalised by
+    Math-Verify, or None when the text holds no math at all."""
+    import math_verify.parser
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
+
+    math_verify.parser.TIMEOUT_WARNING_SHOWN = True  # the caller's worker enforces the deadline
+    # first_match: only the rightmost best-priority span is read; when it does not parse, its string
+    # comes back alone (fallback) and is judged as written, rather than falling back to an earlier span.
+    found = parse(
+        text,
+        extraction_config=[LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()],
+        fallback_mode="first_match",
+        extraction_mode="first_match",
+        parsing_timeout=None,
+    )
+    strings = [f for f in found if isinstance(f, str)]
+    if not strings:
+        return None
+    answer = strings[-1].strip()
+    return answer or None
+
+
 POLICIES: dict[str, Policy] = {
     "last_boxed": last_boxed,
     "answer_is": answer_is,
     "gsm8k_hash": gsm8k_hash,
+    "last_math": last_math,
 }
 
 DEFAULT_POLICIES: tuple[str, ...] = ("last_boxed", "answer_is", "gsm8k_hash")
+# ``rest-em verify`` grades free text from anywhere, so it also takes the last math span as a last resort.
+FREE_TEXT_POLICIES: tuple[str, ...] = DEFAULT_POLICIES + ("last_math",)
+
+RESPONSE_FORMATS: tuple[str, ...] = ("text", "answer")
+# extracted_by of a verdict whose response was read whole (response_format="answer").
+WHOLE_RESPONSE = "whole_response"
 
 
 def check_policies(policies: Sequence[str]) -> tuple[str, ...]:
@@ -141,6 +180,21 @@ def check_policies(policies: Sequence[str]) -> tuple[str, ...]:
     if not policies:
         raise ValueError("at least one extraction policy is needed")
     return tuple(policies)
+
+
+def check_response_format(response_format: str) -> str:
+    if response_format not in RESPONSE_FORMATS:
+        raise ValueError(f"unknown response_format {response_format!r}; choose from {', '.join(RESPONSE_FORMATS)}")
+    return response_format
+
+
+def read_whole_answer(text: str) -> str | None:
+    """The whole text as one answer: math delimiters and an enclosing ``\\boxed{}`` removed."""
+    answer = strip_math_delimiters(text)
+    if answer.startswith(("\\boxed", "\\fbox")):
+        boxed = last_boxed(answer)
+        answer = boxed if boxed is not None else answer
+    return answer.strip() or None
 
 
 def extract_answer(text: str, policies: Sequence[str] = DEFAULT_POLICIES) -> str | None:

@@ -31,9 +31,6 @@ _SUBSTITUTIONS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\\%|%"), ""),
     (re.compile(r"\\\$|\$"), ""),
     (re.compile(r"\\sqrt\s*(\w)"), r"\\sqrt{\1}"),  # \sqrt2 -> \sqrt{2}
-    (re.compile(r"\\frac\s*(\d)\s*(\d)"), r"\\frac{\1}{\2}"),  # \frac12 -> \frac{1}{2}
-    (re.compile(r"\\frac\s*(\d)\s*\{"), r"\\frac{\1}{"),  # \frac1{2}
-    (re.compile(r"\\frac\s*\{([^{}]*)\}\s*(\d)"), r"\\frac{\1}{\2}"),  # \frac{1}2
     (re.compile(r"(?<![\d}])\.(\d)"), r"0.\1"),  # .5 -> 0.5
     (re.compile(r"\\(?:le|leqslant)(?![a-zA-Z])"), r"\\leq"),
     (re.compile(r"\\(?:ge|geqslant)(?![a-zA-Z])"), r"\\geq"),
@@ -65,6 +62,44 @@ class NormalizedAnswer:
     is_text: bool = False
 
 
+_FRAC_ARG_TOKEN = re.compile(r"\s*(\\[a-zA-Z]+|[0-9a-zA-Z])")
+
+
+def _frac_argument(s: str, i: int) -> tuple[str, int] | None:
+    """The argument of ``\\frac`` starting at ``i``: a braced group or one token (a digit, a letter,
+    a command such as ``\\pi``), as ``({...}, end)``; None when it is neither."""
+    while i < len(s) and s[i] == " ":
+        i += 1
+    if i < len(s) and s[i] == "{":
+        depth = 0
+        for j in range(i, len(s)):
+            if s[j] == "{" and (j == 0 or s[j - 1] != "\\"):
+                depth += 1
+            elif s[j] == "}" and s[j - 1] != "\\":
+                depth -= 1
+                if depth == 0:
+                    return s[i : j + 1], j + 1
+        return None
+    m = _FRAC_ARG_TOKEN.match(s, i)
+    return ("{" + m.group(1) + "}", m.end()) if m else None
+
+
+def _brace_frac_arguments(s: str) -> str:
+    """``\\frac12`` -> ``\\frac{1}{2}``, ``\\frac \\pi4`` -> ``\\frac{\\pi}{4}``, ``\\frac1{2x}`` -> ``\\frac{1}{2x}``
+    (Math-Verify reads ``\\frac \\pi4`` as ``\\frac{\\}{p}i4``)."""
+    out, i = [], 0
+    for m in re.finditer(r"\\frac(?![a-zA-Z])", s):
+        if m.start() < i:
+            continue
+        first = _frac_argument(s, m.end())
+        second = _frac_argument(s, first[1]) if first else None
+        if first is None or second is None:
+            continue
+        out.append(s[i : m.start()] + "\\frac" + first[0] + second[0])
+        i = second[1]
+    return "".join(out) + s[i:]
+
+
 def _canonical_text(s: str) -> str:
     s = " ".join(s.replace("\\", " ").split()).strip(" .").casefold()
     choice = _CHOICE.match(s)
@@ -80,7 +115,7 @@ def normalize_answer(answer: str) -> NormalizedAnswer:
     s = s.replace("\n", " ").strip()
     for pattern, replacement in _SUBSTITUTIONS:
         s = pattern.sub(replacement, s)
-    s = s.strip()
+    s = _brace_frac_arguments(s).strip()
 
     whole = _WHOLE_TEXT.match(s)
     if whole:

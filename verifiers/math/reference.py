@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from verifiers.math.extract import gsm8k_hash, last_boxed, strip_math_delimiters
+from verifiers.math.extract import gsm8k_hash, last_boxed, read_whole_answer
 
 REFERENCE_FORMATS: tuple[str, ...] = ("answer", "math_solution", "gsm8k")
 
@@ -15,11 +15,7 @@ REFERENCE_FORMATS: tuple[str, ...] = ("answer", "math_solution", "gsm8k")
 def read_reference(reference: str, reference_format: str = "answer") -> str | None:
     """The gold answer string, or None when the reference holds none (an ``error`` for the caller)."""
     if reference_format == "answer":
-        answer = strip_math_delimiters(reference)
-        if answer.startswith(("\\boxed", "\\fbox")):
-            boxed = last_boxed(answer)
-            answer = boxed if boxed is not None else answer
-        return answer.strip() or None
+        return read_whole_answer(reference)
     if reference_format == "math_solution":
         return last_boxed(reference)
     if reference_format == "gsm8k":

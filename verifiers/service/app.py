@@ -7,6 +7,7 @@
 Endpoints (docs/service.md has the full reference; OpenAPI at ``/docs``):
 
 ``POST /v1/verify``  ``{"items": [...]}`` -> ``{"results": [...]}`` in the same order
+``POST /v1/equivalent``  ``{"pairs": [[a, b], ...]}`` -> ``{"equivalent": [bool, ...]}`` (maj@k voting)
 ``GET /v1/limits``   the limits in force, so a client can size its batches
 ``GET /healthz``     the domain verifiers (sandbox pool, math workers) and the queue
 ``GET /metrics``     Prometheus text
@@ -40,6 +41,8 @@ from verifiers.service.limits import Admission, BodySizeLimitMiddleware, Limits,
 from verifiers.service.metrics import CONTENT_TYPE, RequestMetricsMiddleware, ServiceMetrics
 from verifiers.service.models import (
     DOMAINS,
+    EquivalentRequest,
+    EquivalentResponse,
     ErrorResponse,
     Health,
     ItemError,
@@ -210,6 +213,41 @@ def create_app(settings: ServiceSettings | None = None, verifier_factory: Verifi
             state.metrics.in_flight.dec()
         return VerifyResponse(results=results, elapsed_s=time.perf_counter() - started)
 
+    @app.post("/v1/equivalent", response_model=EquivalentResponse, responses=error_responses,
+              dependencies=[Depends(require_token)])
+    async def equivalent(body: EquivalentRequest, request: Request) -> EquivalentResponse | Response:
+        """Are two extracted answers the same answer? The math verifier's ``equivalent_batch``, one
+        boolean per pair in request order (a check past the time limit is false)."""
+        started = time.perf_counter()
+        pairs = body.pairs
+        _check_pair_limits(pairs, limits, state)
+        lane = state.lanes.get("math")
+        if lane is None or lane.verifier is None or not callable(getattr(lane.verifier, "equivalent_batch", None)):
+            why = "this replica does not serve math" if lane is None else (lane.unavailable_reason or "no equivalent_batch")
+            raise ServiceError(503, ErrorResponse(error="verifier_unavailable",
+                                                  message=f"no math verifier to compare answers with: {why}"))
+        if not state.admission.try_admit(len(pairs)):
+            retry_after = state.admission.retry_after_s()
+            state.metrics.rejections.labels(reason="queue_full").inc()
+            raise ServiceError(503, ErrorResponse(
+                error="queue_full",
+                message=(f"{state.admission.depth} items are queued; {len(pairs)} more pairs would pass the limit "
+                         f"max_queue_items={limits.max_queue_items}; retry in {retry_after} s"),
+                limit="max_queue_items",
+            ), {"Retry-After": str(retry_after)})
+        state.in_flight += 1
+        state.metrics.in_flight.inc()
+        try:
+            assert state.dispatcher is not None, "the app's lifespan has not run"
+            answers = await state.dispatcher.equivalent(pairs, request.is_disconnected)
+        finally:
+            state.admission.release(len(pairs))
+            state.in_flight -= 1
+            state.metrics.in_flight.dec()
+        if answers is None:  # the caller went away; nobody reads this
+            return Response(status_code=499)
+        return EquivalentResponse(equivalent=answers, elapsed_s=time.perf_counter() - started)
+
     @app.get("/v1/limits", response_model=dict[str, int], dependencies=[Depends(require_token)])
     async def get_limits() -> dict[str, int]:
         """The limits in force (names as in 413/422/503 error bodies)."""
@@ -255,6 +293,30 @@ def _check_limits(items: list[Any], limits: Limits, state: ServiceState) -> None
             message=f"{len(errors)} item field(s) over a limit; first: items[{first.index}].{first.field}: {first.message}",
             limit=limit,
             errors=errors,
+        ))
+
+
+def _check_pair_limits(pairs: list[tuple[str, str]], limits: Limits, state: ServiceState) -> None:
+    """``max_items_per_request`` counts pairs; ``max_text_chars`` applies to each answer."""
+    if len(pairs) > limits.max_items_per_request:
+        state.metrics.rejections.labels(reason="too_many_items").inc()
+        raise ServiceError(413, ErrorResponse(
+            error="too_many_items",
+            message=f"{len(pairs)} pairs, over the limit max_items_per_request={limits.max_items_per_request}; split the batch",
+            limit="max_items_per_request",
+        ))
+    errors = [
+        ItemError(index=i, field=f"{side}", message=f"answer has {len(text)} characters, over the limit "
+                  f"max_text_chars={limits.max_text_chars}")
+        for i, pair in enumerate(pairs) for side, text in enumerate(pair) if len(text) > limits.max_text_chars
+    ]
+    if errors:
+        state.metrics.rejections.labels(reason="item_too_large").inc()
+        first = errors[0]
+        raise ServiceError(422, ErrorResponse(
+            error="item_too_large",
+            message=f"{len(errors)} answer(s) over a limit; first: pairs[{first.index}][{first.field}]: {first.message}",
+            limit="max_text_chars", errors=errors,
         ))
 
 

@@ -96,6 +96,37 @@ class Dispatcher:
         await asyncio.gather(*(worker() for _ in range(min(lane.slots, len(chunks)))))
         return [judged for chunk in results for judged in chunk or ()]
 
+    async def equivalent(self, pairs: Sequence[tuple[str, str]],
+                         client_gone: Callable[[], Awaitable[bool]] | None = None) -> list[bool] | None:
+        """``equivalent_batch`` of the math verifier on ``pairs``, in order, chunk by chunk through the
+        math lane's slots (taking turns with verify requests). None when the caller went away."""
+        lane = self.lanes["math"]
+        chunks = [list(pairs[i : i + self.chunk_items]) for i in range(0, len(pairs), self.chunk_items)]
+        results: list[list[bool] | None] = [None] * len(chunks)
+        next_chunk = 0
+        gone = False
+
+        async def worker() -> None:
+            nonlocal next_chunk, gone
+            loop = asyncio.get_running_loop()
+            while next_chunk < len(chunks) and not gone:
+                index = next_chunk
+                next_chunk += 1
+                async with lane.semaphore:
+                    if client_gone is not None and await client_gone():
+                        gone = True
+                        return
+                    answer = await loop.run_in_executor(self.executor, lane.verifier.equivalent_batch, chunks[index])
+                answer = list(answer)
+                if len(answer) != len(chunks[index]):
+                    raise RuntimeError(f"equivalent_batch returned {len(answer)} answers for {len(chunks[index])} pairs")
+                results[index] = [bool(a) for a in answer]
+
+        await asyncio.gather(*(worker() for _ in range(min(lane.slots, len(chunks)))))
+        if gone:
+            return None
+        return [b for chunk in results for b in chunk or ()]
+
     def close(self, wait: bool = True) -> None:
         self.executor.shutdown(wait=wait, cancel_futures=not wait)
 

@@ -41,6 +41,11 @@ class MathItem(_ItemBase):
     reference_format: StrictStr | None = Field(
         default=None, description="answer | math_solution | gsm8k (the math verifier's default when absent)."
     )
+    response_format: StrictStr | None = Field(
+        default=None,
+        description="text (extract the final answer from the response) | answer (the whole response is the "
+        "answer); the replica's math.response_format (default text) when absent.",
+    )
 
 
 class CodeItem(_ItemBase):
@@ -65,11 +70,14 @@ class VerifyResult(BaseModel):
     verdict: Outcome
     reason: str
     message: str = ""
+    extracted_by: str | None = Field(
+        default=None, description="How the judged answer was found (math: an extraction policy or whole_response)."
+    )
     queued_s: float = Field(description="Seconds the item's chunk waited for a free verifier slot.")
     elapsed_s: float = Field(description="Wall seconds of the verifier call that judged the item's chunk.")
 
     def to_verdict(self) -> Verdict:
-        return Verdict(self.verdict, self.reason, self.message)
+        return Verdict(self.verdict, self.reason, self.message, self.extracted_by)
 
     @classmethod
     def from_verdict(
@@ -81,6 +89,7 @@ class VerifyResult(BaseModel):
             verdict=verdict.outcome,
             reason=verdict.reason,
             message=verdict.message,
+            extracted_by=verdict.extracted_by,
             queued_s=queued_s,
             elapsed_s=elapsed_s,
         )
@@ -88,6 +97,17 @@ class VerifyResult(BaseModel):
 
 class VerifyResponse(BaseModel):
     results: list[VerifyResult]
+    elapsed_s: float = Field(description="Wall seconds the service spent on the whole request.")
+
+
+class EquivalentRequest(BaseModel):
+    pairs: list[tuple[StrictStr, StrictStr]] = Field(
+        description="Pairs of extracted answers (e.g. two samples' answers for maj@k voting)."
+    )
+
+
+class EquivalentResponse(BaseModel):
+    equivalent: list[bool] = Field(description="One per pair, in request order: the same answer? (a timeout is false)")
     elapsed_s: float = Field(description="Wall seconds the service spent on the whole request.")
 
 
