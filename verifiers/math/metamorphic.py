@@ -76,7 +76,7 @@ def gsm8k_golds(path: str | Path) -> list[tuple[str, str]]:
     """``(source, answer)`` for each row of a GSM8K jsonl (the text after ``####``)."""
     out = []
     with Path(path).open(encoding="utf-8") as fh:
-        for i, line in enumerate(l for l in fh if l.strip()):
+        for i, line in enumerate(row for row in fh if row.strip()):
             answer = gsm8k_hash(json.loads(line)["answer"])
             if answer:
                 out.append((f"gsm8k:{i}", answer))
