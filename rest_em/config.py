@@ -122,6 +122,23 @@ class SamplingSection:
 
 
 @dataclass
+class MathVerifierSection:
+    extraction_policies: list[str] | None = opt(
+        None, "answer extraction policies tried in order (verifiers.math.extract.POLICIES, e.g. `[last_boxed, "
+        "answer_is]`); `null` = the verifier's default list. `last_math` (the last math span) is a last resort, "
+        "off by default in training")
+    response_format: Literal["text", "answer"] = opt(
+        "text", "`text`: extract the final answer from the response; `answer`: the whole response is the answer")
+
+
+@dataclass
+class CodeVerifierSection:
+    compare: Literal["tokens", "apps"] = opt(
+        "tokens", "stdout comparison: `tokens` (integers exact, floats within tolerance only when written as floats) "
+        "or `apps` (APPS's own rule: every numeric token within a float tolerance)")
+
+
+@dataclass
 class VerifierSection:
     url: str | None = opt(None, "a running `rest-em serve-verifier`; `null` = verify in-process. The service applies "
                           "its own timeout and workers")
@@ -132,6 +149,19 @@ class VerifierSection:
                               "core)")
     max_error_rate: float = opt(0.05, "a verdicts stage whose share of `error` verdicts (our side broke) exceeds this "
                                 "stops the run, unmarked, so a rerun re-verifies only the error rows")
+    math: MathVerifierSection = opt(help="math verifier options (`verifier.math.*`)", factory=MathVerifierSection)
+    code: CodeVerifierSection = opt(help="code verifier options (`verifier.code.*`)", factory=CodeVerifierSection)
+
+    def options(self, domain: str) -> dict[str, Any]:
+        """Keyword options of the in-process verifier of ``domain`` (verifiers.registry.get_verifier)."""
+        out: dict[str, Any] = {"timeout_s": self.timeout_s, "workers": self.workers}
+        if domain == "math":
+            if self.math.extraction_policies is not None:
+                out["extraction_policies"] = tuple(self.math.extraction_policies)
+            out["response_format"] = self.math.response_format
+        elif domain == "code":
+            out["compare"] = self.code.compare
+        return out
 
 
 @dataclass
@@ -193,6 +223,9 @@ class Config:
         if v.url and (v.timeout_s != VerifierSection.timeout_s or v.workers is not None):
             out.append("verifier.timeout_s and verifier.workers apply to in-process verification only; with "
                        "verifier.url the service's own settings apply (rest-em serve-verifier --help)")
+        if v.url and (v.math.extraction_policies is not None or v.code.compare != CodeVerifierSection.compare):
+            out.append("verifier.math.extraction_policies and verifier.code.compare are in-process options; with "
+                       "verifier.url the service's own settings apply (verifier.math.response_format is sent per item)")
         if not v.url and v.token_env:
             out.append("verifier.token_env is set but verifier.url is not: the token is not used")
         if self.sampling.backend == "hf":

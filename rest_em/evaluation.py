@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Mapping, Sequence
+from functools import partial
+from typing import Any, Callable, Mapping, Sequence
 
-from rest_em.config import EvalSection, VerifierSection
+from rest_em.config import EvalSection, MathVerifierSection, VerifierSection
 from rest_em.generation import add_stats, generate_rows
 from rest_em.metrics import EvalRecord, compute_metrics, reason_counts
 from rest_em.policy import Policy
@@ -41,12 +42,21 @@ def eval_params(section: EvalSection, stop: Sequence[str]) -> list[tuple[str, An
     return modes
 
 
-def add_answers(samples: Sequence[Mapping[str, Any]], verdicts: Sequence[dict[str, Any]]) -> None:
-    """Math verdict rows carry the extracted final answer (maj@k votes on it)."""
-    from verifiers.math import extract_answer
+def answer_reader(section: MathVerifierSection) -> Callable[[str], str | None]:
+    """The final answer of a response, read as the math verifier is configured to read it."""
+    from verifiers.math.extract import DEFAULT_POLICIES, extract_answer, read_whole_answer
 
+    if section.response_format == "answer":
+        return read_whole_answer
+    policies = tuple(section.extraction_policies) if section.extraction_policies is not None else DEFAULT_POLICIES
+    return lambda text: extract_answer(text, policies)
+
+
+def add_answers(section: MathVerifierSection, samples: Sequence[Mapping[str, Any]], verdicts: Sequence[dict[str, Any]]) -> None:
+    """Math verdict rows carry the extracted final answer (maj@k votes on it)."""
+    read = answer_reader(section)
     for row, v in zip(samples, verdicts, strict=True):
-        v["answer"] = extract_answer(row["text"])
+        v["answer"] = read(row["text"])
 
 
 def evaluate(rd: RunDir, iteration: int, policy: Policy, test: ProblemSet, section: EvalSection,
@@ -66,7 +76,7 @@ def evaluate(rd: RunDir, iteration: int, policy: Policy, test: ProblemSet, secti
 
     samples = rd.stage_rows(iteration, f"{name}_samples", f"{name}/samples.jsonl", sample)
     verdicts = verdict_stage(rd, iteration, f"{name}_verdicts", f"{name}/verdicts.jsonl", samples, test,
-                             verifier.max_error_rate, annotate=add_answers if test.domain == "math" else None)
+                             verifier.max_error_rate, annotate=partial(add_answers, verifier.math) if test.domain == "math" else None)
 
     def score() -> tuple[dict[str, Any], dict[str, Any]]:
         start = time.monotonic()

@@ -39,8 +39,14 @@ class LazyVerifier:
             else:
                 from verifiers.registry import get_verifier
 
-                self._verifier = get_verifier(self.domain, timeout_s=s.timeout_s, workers=s.workers)
+                self._verifier = get_verifier(self.domain, **s.options(self.domain))
         return self._verifier
+
+    def item_fields(self) -> dict[str, Any]:
+        """Fields added to every item: per-item settings that must reach a remote verifier too."""
+        if self.domain == "math" and self.section.math.response_format != "text":
+            return {"response_format": self.section.math.response_format}
+        return {}
 
     def close(self) -> None:
         if self._verifier is not None:
@@ -48,13 +54,17 @@ class LazyVerifier:
         self._verifier = None
 
 
-def verify_rows(verifier: Any, problems: Mapping[str, Problem], rows: Sequence[dict[str, Any]], where: str) -> list[dict[str, Any]]:
+def verify_rows(
+    verifier: Any, problems: Mapping[str, Problem], rows: Sequence[dict[str, Any]], where: str,
+    item_fields: Mapping[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     """One verdict row per sample row (same order). A row the verifier rejects is an ``error`` verdict."""
     items, slots, verdicts = [], [], [None] * len(rows)
     for i, row in enumerate(rows):
         try:
             problem = problems[row["problem_id"]]
-            items.append(verifier.parse_item(problem.verifier_row(row["text"], row["sample_idx"]), where=f"{where}:{i + 1}"))
+            item = {**problem.verifier_row(row["text"], row["sample_idx"]), **(item_fields or {})}
+            items.append(verifier.parse_item(item, where=f"{where}:{i + 1}"))
             slots.append(i)
         except (InputError, KeyError) as exc:
             logger.error("cannot verify %s row %d: %s", where, i + 1, exc)
@@ -65,6 +75,8 @@ def verify_rows(verifier: Any, problems: Mapping[str, Problem], rows: Sequence[d
     out = []
     for r, v in zip(rows, verdicts):
         row = {**{k: r[k] for k in keys if k in r}, "verdict": v.outcome.value, "reason": v.reason}
+        if v.extracted_by is not None:
+            row["extracted_by"] = v.extracted_by  # which extraction policy found the judged answer
         if v.is_error and v.message:
             row["message"] = v.message[:500]  # what broke on our side, for the outage message and the user
         out.append(row)
@@ -102,7 +114,7 @@ def outage_message(where: str, counts: Mapping[str, int], reasons: Mapping[str, 
 
 def verdicts_with_retry(
     verifier: Any, problems: Mapping[str, Problem], samples: Sequence[dict[str, Any]], previous: Sequence[dict[str, Any]] | None,
-    where: str,
+    where: str, item_fields: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Verdict rows for ``samples``. Rows of an earlier try (``previous``, same samples in the same order)
     that are not ``error`` are kept; only the error rows are verified again."""
@@ -110,11 +122,11 @@ def verdicts_with_retry(
     same = previous is not None and len(previous) == len(samples) and all(
         tuple(p.get(k) for k in key) == tuple(s.get(k) for k in key) for p, s in zip(previous, samples))
     if not same:
-        return verify_rows(verifier, problems, samples, where)
+        return verify_rows(verifier, problems, samples, where, item_fields)
     redo = [i for i, p in enumerate(previous) if p["verdict"] == "error"]
     logger.info("%s: keeping %d verdicts of the earlier try, re-verifying %d error rows", where,
                 len(samples) - len(redo), len(redo))
-    fresh = verify_rows(verifier, problems, [samples[i] for i in redo], where) if redo else []
+    fresh = verify_rows(verifier, problems, [samples[i] for i in redo], where, item_fields) if redo else []
     out = [dict(p) for p in previous]
     for i, row in zip(redo, fresh, strict=True):
         out[i] = row
@@ -137,7 +149,8 @@ def verdict_stage(
     def compute() -> tuple[list[dict[str, Any]], dict[str, Any]]:
         start = time.monotonic()
         previous = read_rows(file) if file.exists() else None  # left by a try an outage stopped
-        verdicts = verdicts_with_retry(problem_set.verifier.get(), problem_set.by_id(), samples, previous, str(file))
+        verdicts = verdicts_with_retry(problem_set.verifier.get(), problem_set.by_id(), samples, previous, str(file),
+                                       problem_set.verifier.item_fields())
         if annotate is not None:
             annotate(samples, verdicts)
         counts = verdict_counts(verdicts)
