@@ -184,6 +184,10 @@ class Config:
             from rest_em.model_setup import default_model_dir
 
             return default_model_dir()
+        from rest_em.model_source import is_hub_id, resolve_model
+
+        if is_hub_id(self.model.path):  # resolved once per process to the same local snapshot
+            return resolve_model(self.model.path)
         return Path(self.model.path).expanduser()
 
     def warnings(self) -> list[str]:

@@ -39,11 +39,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"rest-em iterate: {exc}", file=sys.stderr)
         return 2
     from rest_em.loop import run as run_loop
+    from rest_em.model_source import ModelNotFound
     from rest_em.verification import VerifierOutage
 
     try:
         report = run_loop(cfg)
-    except ConfigError as exc:  # e.g. resuming a run with a different config
+    except (ConfigError, ModelNotFound) as exc:  # e.g. resuming a run with a different config; no base model
         print(f"rest-em iterate: {exc}", file=sys.stderr)
         return 2
     except VerifierOutage as exc:  # our side broke: nothing was trained on the broken verdicts
