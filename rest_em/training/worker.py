@@ -37,10 +37,16 @@ def _config(text_or_path: str):
     return TrainConfig(**data)
 
 
+def fingerprint(features: dict) -> str:
+    """A short id of one tokenized example."""
+    import hashlib
+
+    return hashlib.sha1(json.dumps(features["input_ids"]).encode()).hexdigest()[:12]
+
+
 def _trace_batches(directory: Path, rank: int, world: int) -> None:
     """Wrap the collator so each rank records the examples of each batch it trains on."""
     import atexit
-    import hashlib
 
     from rest_em.training import trainer as trainer_mod
 
@@ -49,7 +55,7 @@ def _trace_batches(directory: Path, rank: int, world: int) -> None:
 
     class Tracing(base):  # type: ignore[misc, valid-type]
         def __call__(self, features):
-            batches.append([hashlib.sha1(json.dumps(f["input_ids"]).encode()).hexdigest()[:12] for f in features])
+            batches.append([fingerprint(f) for f in features])
             return super().__call__(features)
 
     trainer_mod.CompletionOnlyCollator = Tracing

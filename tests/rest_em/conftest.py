@@ -17,6 +17,9 @@ from pathlib import Path
 
 import pytest
 
+# As `rest-em` does (rest_em/cli.py): torch's spinning OpenMP threads are very slow on a busy 2-core box.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
