@@ -150,10 +150,8 @@ def plan_job(config: TrainConfig, worker_args: Sequence[str], python: str = sys.
             cmd = [python, "-m", "accelerate.commands.launch", "--num_processes", str(nproc * nnodes),
                    "--num_machines", str(nnodes), "--machine_rank", str(node), "--main_process_ip", addr,
                    "--main_process_port", str(port), "--dynamo_backend", "no", "--mixed_precision", "no"]
-            if nproc * nnodes > 1:
+            if nproc * nnodes > 1:  # its torch.distributed launcher; on CPUs too (`--cpu` would mean one process)
                 cmd.append("--multi_gpu")
-            if not _cuda_available():
-                cmd.append("--cpu")
             cmd += worker
         if node > 0:
             passed = {k: v for k, v in os.environ.items() if k.startswith(("HF_", "REST_EM_", "OMP_", "NCCL_"))}

@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="TrainConfig as JSON (a file or the text)")
     parser.add_argument("--result", default=None, help="rank 0 writes the TrainResult here as JSON")
     parser.add_argument("--trace-batches", default=None, help="write each rank's batch fingerprints into this folder")
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=None,
+                        help=argparse.SUPPRESS)  # the deepspeed launcher passes it; LOCAL_RANK says the same
     args = parser.parse_args(argv)
 
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
