@@ -17,7 +17,10 @@ import pytest
 from rest_em.generation import generate_rows
 from rest_em.sampling.params import SampleParams
 
-ray = pytest.importorskip("ray")
+# Loopback only: Ray otherwise turns 127.0.0.1 into the host's reachable address and its GCS and raylet listen
+# on every interface. Read when ray is imported (ray_constants.ENABLE_RAY_CLUSTER).
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+ray = pytest.importorskip("ray")  # the `ray` extra (Makefile EXTRAS)
 REPO = Path(__file__).resolve().parents[2]
 PARAMS = SampleParams(n=3, temperature=1.0, top_k=0, top_p=1.0, max_tokens=12, seed=7)
 
@@ -48,6 +51,9 @@ def ray_sampler(tiny_model_dir):
     env = {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), "OMP_WAIT_POLICY": "PASSIVE"}
     ray.init(num_cpus=2, _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": env})
+    from ray._private import services
+
+    assert services.get_node_ip_address() == "127.0.0.1", "Ray would listen beyond the loopback interface"
     from rest_em.sampling import make_sampler
 
     t0 = time.monotonic()
@@ -101,3 +107,16 @@ def test_a_replica_killed_mid_shard_loses_and_duplicates_nothing(ray_sampler, pr
     assert len(keys) == len(set(keys)) == len(problems.problems) * PARAMS.n
     assert rows == unsharded  # same rows, text included, after the restart and the retry
     assert killed not in ray_sampler.replica_pids()  # the killed replica was restarted
+
+
+def test_config_selects_the_ray_backend_and_its_options():
+    from rest_em.config import load_config
+    from rest_em.policy import Samplers
+
+    cfg = load_config(None, ["sampling.backend=ray", "sampling.ray_address=auto", "sampling.ray_replicas=8",
+                             "sampling.ray_engine=vllm", "sampling.tensor_parallel_size=2", "sampling.shard_size=16"])
+    options = Samplers(cfg).engine_options()
+    assert {k: options[k] for k in ("engine", "replicas", "ray_address", "shard_size", "tensor_parallel_size")} == {
+        "engine": "vllm", "replicas": 8, "ray_address": "auto", "shard_size": 16, "tensor_parallel_size": 2}
+    warned = load_config(None, ["sampling.backend=hf", "sampling.ray_replicas=2"]).warnings()
+    assert any("applies to sampling.backend=ray only" in w for w in warned)
