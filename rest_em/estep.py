@@ -37,7 +37,8 @@ def e_step(rd: RunDir, iteration: int, policy: Policy, train: ProblemSet, sampli
 
     def sample() -> tuple[list[dict[str, Any]], dict[str, Any]]:
         params = sample_params(sampling, train.stop, iteration)
-        rows, stats = generate_rows(policy.sampler(), train, params, iteration, f"E-step {iteration} sampling")
+        rows, stats = generate_rows(policy.sampler(), train, params, iteration, f"E-step {iteration} sampling",
+                                    shard_dir=rd.iter_dir(iteration) / "shards" / "samples", seeding=sampling.seeding)
         logger.info("E-step %d: %d samples in %.0f s", iteration, len(rows), stats["seconds"])
         return rows, stats
 

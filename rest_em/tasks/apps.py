@@ -28,7 +28,7 @@ import json
 import logging
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from rest_em.tasks.base import Problem, TaskPrompt
 from rest_em.tasks.code_common import CHAT_STOP, DEFAULT_EXTRACTION, CodeProblem, check_extraction, fenced
@@ -135,12 +135,31 @@ def read_original_layout(root: str | Path) -> Iterator[tuple[str, dict[str, Any]
         yield str(d), row
 
 
-def _rows(split: str, path: str | Path | None, hub_name: str | None) -> Iterator[tuple[str, dict[str, Any]]]:
+# Hub datasets that are loading scripts: `datasets` >= 4 refuses to run them ("Dataset scripts are no
+# longer supported"), online or not.
+SCRIPT_DATASETS = ("codeparrot/apps",)
+APPS_RELEASE = "https://people.eecs.berkeley.edu/~hendrycks/APPS.tar.gz"
+
+
+def hub_failure_cause(hub_name: str, exc: Exception) -> str:
+    """Why ``hub_name`` did not load, in words that point at the fix."""
+    name = hub_name.partition(":")[0]
+    if name in SCRIPT_DATASETS or "scripts are no longer supported" in str(exc):
+        return (f"{name} is a loading-script dataset, which `datasets` >= 4 refuses to run (here: {type(exc).__name__}: "
+                f"{exc})")
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _rows(split: str, path: str | Path | None, hub_name: str | None,
+          on_hub_failure: Callable[[str], None] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
     if hub_name:
         try:
             return iter(list(read_hub(hub_name, split)))
         except Exception as exc:  # no network, no such dataset, a loader script datasets refuses: local files
-            logger.warning("could not load %s[%s] from the hub (%s); using local files", hub_name, split, exc)
+            cause = hub_failure_cause(hub_name, exc)
+            logger.warning("could not load %s[%s] from the hub (%s); using local files", hub_name, split, cause)
+            if on_hub_failure is not None:
+                on_hub_failure(cause)
     local = Path(path).expanduser() if path else data_dir() / DEFAULT_FILES[split]
     if local.is_dir():
         return read_original_layout(local)
@@ -149,12 +168,15 @@ def _rows(split: str, path: str | Path | None, hub_name: str | None) -> Iterator
 
 def load_apps(
     split: str, path: str | Path | None = None, hub_name: str | None = None, extraction: str = DEFAULT_EXTRACTION,
+    on_hub_failure: Callable[[str], None] | None = None,
 ) -> tuple[list[CodeProblem], Counter[str]]:
-    """Every problem of ``split`` that has tests, and the count of skipped problems by reason."""
+    """Every problem of ``split`` that has tests, and the count of skipped problems by reason.
+
+    ``on_hub_failure(cause)`` is called when ``hub_name`` was asked for but the local files were read instead."""
     check_extraction(extraction)
     problems: list[CodeProblem] = []
     skipped: Counter[str] = Counter()
-    for where, row in _rows(split, path, hub_name):
+    for where, row in _rows(split, path, hub_name, on_hub_failure):
         problem, reason = apps_problem(row, where, split, extraction)
         if problem is None:
             skipped[reason or "no_tests"] += 1

@@ -19,6 +19,7 @@ from rest_em.fields import opt
 __all__ = ["TrainConfig", "TrainResult", "train", "TRAIN_BACKENDS"]
 
 TRAIN_BACKENDS = ("plain", "deepspeed")
+LAUNCHERS = ("none", "torchrun", "accelerate", "deepspeed")
 
 
 @dataclass
@@ -45,6 +46,18 @@ class TrainConfig:
     evals_per_epoch: int = opt(1, "validation-loss evaluations per epoch when early stopping is on")
     seed: int = opt(0, "training seed (data order, dropout)")
     gradient_checkpointing: bool = opt(False, "recompute activations to save memory")
+    launcher: str = opt("none", "`none` = train in the driver process (CPU default); `torchrun`, `accelerate`, "
+                        "`deepspeed` = the M-step as a launched job of `num_processes` x `num_nodes` processes that "
+                        "exits when done, freeing its GPU memory (docs/scaling.md)")
+    num_processes: int = opt(1, "launched M-step: processes (GPUs) per node")
+    num_nodes: int = opt(1, "launched M-step: nodes")
+    hostfile: str | None = opt(None, "launched M-step on several nodes: hosts, one per line (`node1 slots=8`, this "
+                               "node first); deepspeed reads it itself, torchrun/accelerate start node i>0 through "
+                               "`remote_shell`")
+    master_addr: str | None = opt(None, "rendezvous address (`null` = 127.0.0.1 on one node, the first host of the "
+                                  "hostfile on several)")
+    master_port: int | None = opt(None, "rendezvous port (`null` = a free port on one node, 29500 on several)")
+    remote_shell: str = opt("ssh", "how torchrun/accelerate nodes i>0 are started: `<remote_shell> <host> <command>`")
 
     def __post_init__(self) -> None:
         if self.backend not in TRAIN_BACKENDS:
@@ -58,6 +71,13 @@ class TrainConfig:
         for name in ("per_device_batch_size", "gradient_accumulation_steps", "max_seq_len", "early_stopping_patience", "evals_per_epoch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"training.{name} must be >= 1, got {getattr(self, name)}")
+        if self.launcher not in LAUNCHERS:
+            raise ValueError(f"training.launcher must be one of {LAUNCHERS}, got {self.launcher!r}")
+        if self.num_processes < 1 or self.num_nodes < 1:
+            raise ValueError("training.num_processes and training.num_nodes must be >= 1")
+        if self.launcher == "none" and (self.num_processes > 1 or self.num_nodes > 1):
+            raise ValueError("training.num_processes / num_nodes > 1 need a training.launcher (torchrun, accelerate, "
+                             "deepspeed); launcher none trains in the driver process")
         if self.num_epochs <= 0:
             raise ValueError(f"training.num_epochs must be > 0, got {self.num_epochs}")
         if not 0.0 <= self.warmup_ratio < 1.0:

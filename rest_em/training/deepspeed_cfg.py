@@ -126,16 +126,17 @@ def restore_env(snapshot: dict[str, str]) -> None:
             os.environ[key] = value
 
 
-def skip_shm_comm_build() -> bool:
+def skip_shm_comm_build(any_world_size: bool = False) -> bool:
     """In a single CPU process, keep DeepSpeed from JIT-compiling its shared-memory all-reduce op.
 
     DeepSpeed's torch backend builds ``deepspeed_shm_comm`` whenever the CPU accelerator is active
     (about 90 s with a compiler on a 2-core box the first time, then cached under
     ~/.cache/torch_extensions); with one process there is nothing to all-reduce, so the op is marked
     unavailable, which DeepSpeed handles by falling back to plain torch.distributed. Multi-process
-    runs (WORLD_SIZE > 1) are left alone. Returns whether the op was skipped.
+    runs (WORLD_SIZE > 1) are left alone unless ``any_world_size`` (the launched M-step's worker: gloo
+    all-reduces instead, which avoids a compile in every fresh job). Returns whether the op was skipped.
     """
-    if int(os.environ.get("WORLD_SIZE", "1")) != 1:
+    if int(os.environ.get("WORLD_SIZE", "1")) != 1 and not any_world_size:
         return False
     try:
         import deepspeed.ops

@@ -118,12 +118,29 @@ def _end_single_process_group() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+    _forget_deepspeed_groups()
     try:
         from accelerate.state import AcceleratorState
 
         AcceleratorState._reset_state(reset_partial_state=True)
     except ImportError:  # pragma: no cover - accelerate comes with the Trainer
         pass
+
+
+def _forget_deepspeed_groups() -> None:
+    """DeepSpeed caches the process groups it made (deepspeed.utils.groups, deepspeed.comm.cdb); once the
+    group is destroyed, a second DeepSpeed M-step in this process would broadcast over the dead one
+    ("Group ... is not registered"), e.g. iteration 2 of configs/math.yaml."""
+    import sys
+
+    groups = sys.modules.get("deepspeed.utils.groups")
+    if groups is not None:
+        for name, value in list(vars(groups).items()):
+            if name.startswith("_") and name.isupper() and name.endswith(("GROUP", "GROUP_RANKS")):
+                setattr(groups, name, {} if isinstance(value, dict) else None)
+    comm = sys.modules.get("deepspeed.comm.comm")
+    if comm is not None:
+        comm.cdb = None
 
 
 def _publish(tmp_dir: Path, output_dir: Path) -> None:

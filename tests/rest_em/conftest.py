@@ -17,6 +17,9 @@ from pathlib import Path
 
 import pytest
 
+# As `rest-em` does (rest_em/cli.py): torch's spinning OpenMP threads are very slow on a busy 2-core box.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
@@ -111,3 +114,27 @@ def chat_prompts(tiny_model_dir) -> list[str]:
         tok.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
         for q in questions
     ]
+
+
+def save_in_hub_cache(model_dir: str | Path, hf_home: Path, repo_id: str, commit: str = "0" * 40) -> Path:
+    """Copy ``model_dir`` into a Hugging Face hub cache under ``hf_home`` (``hub/models--owner--name``,
+    ``refs/main``, ``snapshots/<commit>/``), as ``snapshot_download`` leaves it; returns the snapshot dir."""
+    import shutil
+
+    repo = Path(hf_home) / "hub" / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / commit
+    shutil.copytree(model_dir, snapshot, dirs_exist_ok=True)
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    return snapshot
+
+
+@pytest.fixture
+def offline_hub(tmp_path, tiny_model_dir, monkeypatch):
+    """HF_HOME in a tmp dir with the tiny model cached as ``rest-em-test/tiny-llama``; HF_HUB_OFFLINE=1."""
+    hf_home = tmp_path / "hf_home"
+    snapshot = save_in_hub_cache(tiny_model_dir, hf_home, "rest-em-test/tiny-llama")
+    monkeypatch.setenv("HF_HOME", str(hf_home))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return {"repo_id": "rest-em-test/tiny-llama", "hf_home": hf_home, "snapshot": snapshot}

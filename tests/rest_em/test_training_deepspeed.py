@@ -74,3 +74,16 @@ def test_deepspeed_zero2_cpu_matches_plain_checkpoint(tiny_model_dir, tmp_path):
     assert not torch.distributed.is_initialized()
     again = train(tiny_model_dir, examples, TrainConfig(**FAST), str(tmp_path / "plain2"))
     assert again.train_loss == pytest.approx(plain.train_loss, rel=1e-5)
+
+
+def test_a_second_deepspeed_m_step_in_the_same_process(tiny_model_dir, tmp_path):
+    """Iteration 2 of an in-process DeepSpeed run (configs/math.yaml): before, DeepSpeed's cached world group
+    outlived the destroyed process group and the second run failed with "Group ... is not registered"."""
+    pytest.importorskip("deepspeed")
+    from transformers import AutoTokenizer
+
+    examples = _examples(AutoTokenizer.from_pretrained(tiny_model_dir), n=4)
+    config = TrainConfig(**{**FAST, "num_epochs": 1}, backend="deepspeed", zero_stage=2)
+    first = train(tiny_model_dir, examples, config, str(tmp_path / "iter_01"))
+    second = train(tiny_model_dir, examples, config, str(tmp_path / "iter_02"))
+    assert second.train_loss == pytest.approx(first.train_loss, rel=1e-5)

@@ -1,0 +1,269 @@
+"""The M-step as a launched job: one driver process (``rest-em iterate``), training under a launcher.
+
+    trainer = make_trainer(cfg.training)      # SFTTrainer (in process) or LaunchedTrainer
+    result = trainer.train(base, sft_rows, run_dir / "iter_01" / "checkpoint")
+
+``training.launcher``:
+
+- ``none``: train in the driver process (``rest_em.training.train``), the CPU default.
+- ``torchrun``, ``accelerate``, ``deepspeed``: the driver writes the SFT rows and the training config
+  to ``iter_NN/train_job/``, starts ``python -m rest_em.training.worker`` under that launcher with
+  ``training.num_processes`` processes on each of ``training.num_nodes`` nodes, waits, checks the exit
+  status and the checkpoint files, and raises :class:`TrainJobFailed` with the job's log tail when
+  either is wrong. The job's processes exit when it ends, which frees all of their GPU memory before the
+  next sampling engine starts.
+
+Several nodes: ``deepspeed`` reaches the other nodes itself (its ``--hostfile``, over pdsh/ssh);
+``torchrun`` and ``accelerate`` are started once per node, node 0 here and the others through
+``training.remote_shell`` (``ssh`` by default) with the hosts of ``training.hostfile``, all meeting at
+``training.master_addr:master_port``. Every node needs the same Python environment at the same path and
+the run directory on a shared filesystem (docs/scaling.md).
+
+``rest-em iterate`` itself must not run under a launcher (every rank would run the whole loop):
+:func:`refuse_under_launcher` stops it with what to do instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from rest_em.training import LAUNCHERS, TrainConfig, TrainResult
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MULTI_NODE_PORT = 29500
+# Environment variables that say "this process is one rank of a launched job".
+_RANK_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS")
+
+
+class TrainJobFailed(RuntimeError):
+    """The launched M-step exited non-zero or left no complete checkpoint."""
+
+
+class LaunchedUnderLauncher(RuntimeError):
+    """``rest-em iterate`` was started as one rank of a multi-process job."""
+
+
+def launched_world_size(env: dict[str, str] | None = None) -> int:
+    env = os.environ if env is None else env
+    sizes = [int(env[k]) for k in ("WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE") if env.get(k, "").isdigit()]
+    return max(sizes, default=1)
+
+
+def refuse_under_launcher(env: dict[str, str] | None = None) -> None:
+    """Raise :class:`LaunchedUnderLauncher` when this process is a rank of a job with more than one process."""
+    env = os.environ if env is None else env
+    world = launched_world_size(env)
+    if world <= 1:
+        return
+    seen = ", ".join(f"{k}={env[k]}" for k in _RANK_ENV if k in env)
+    raise LaunchedUnderLauncher(
+        f"rest-em iterate runs as ONE driver process, but it was started as a rank of a {world}-process job ({seen}): "
+        "every rank would run the whole loop (E-steps, verification, evaluation). Start it once, without torchrun / "
+        "accelerate launch / deepspeed, and let it launch only the M-step: e.g. `rest-em iterate --config "
+        "configs/math.yaml training.launcher=torchrun training.num_processes=8` (add training.num_nodes and "
+        "training.hostfile for several nodes; docs/scaling.md)")
+
+
+def make_trainer(config: TrainConfig) -> Any:
+    """The M-step trainer for ``training.launcher``: in process (``none``) or a launched job."""
+    if getattr(config, "launcher", "none") == "none":
+        from rest_em.mstep import SFTTrainer
+
+        return SFTTrainer(config)
+    return LaunchedTrainer(config)
+
+
+# --------------------------------------------------------------------------- command lines
+
+
+def read_hostfile(path: str | Path) -> list[tuple[str, int | None]]:
+    """``(host, slots)`` per line of a DeepSpeed-style hostfile (``node1 slots=8``; ``#`` comments)."""
+    hosts = []
+    for raw in Path(path).expanduser().read_text(encoding="utf-8").splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split()
+        slots = next((int(p.split("=", 1)[1]) for p in parts[1:] if p.startswith("slots=")), None)
+        hosts.append((parts[0], slots))
+    if not hosts:
+        raise ValueError(f"training.hostfile {path}: no hosts")
+    return hosts
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class JobPlan:
+    """The processes to start: one command per node (node 0 first), each run locally or through a shell."""
+
+    commands: list[list[str]]  # full argv per node; node i > 0 already wrapped in the remote shell
+    env: dict[str, str] = field(default_factory=dict)  # added to this process's environment
+    master_addr: str = "127.0.0.1"
+    master_port: int = 0
+
+
+def plan_job(config: TrainConfig, worker_args: Sequence[str], python: str = sys.executable) -> JobPlan:
+    """The launcher command line(s) that run ``python -m rest_em.training.worker <worker_args>``."""
+    launcher, nproc, nnodes = config.launcher, config.num_processes, config.num_nodes
+    if launcher not in LAUNCHERS or launcher == "none":
+        raise ValueError(f"training.launcher {launcher!r}: nothing to launch")
+    hosts = read_hostfile(config.hostfile) if config.hostfile else []
+    if nnodes > 1 and not hosts and launcher != "deepspeed":
+        raise ValueError(f"training.num_nodes={nnodes} with training.launcher={launcher} needs training.hostfile (one "
+                         "host per line, this node first)")
+    if hosts and len(hosts) < nnodes:
+        raise ValueError(f"training.hostfile {config.hostfile} lists {len(hosts)} hosts for training.num_nodes={nnodes}")
+    addr = config.master_addr or (hosts[0][0] if nnodes > 1 and hosts else "127.0.0.1")
+    port = config.master_port or (DEFAULT_MULTI_NODE_PORT if nnodes > 1 else _free_port())
+    worker = ["-m", "rest_em.training.worker", *worker_args]
+    env: dict[str, str] = {}
+    if launcher == "deepspeed":
+        cmd = [python, "-m", "deepspeed.launcher.runner", "--master_addr", addr, "--master_port", str(port)]
+        if config.hostfile:
+            cmd += ["--hostfile", str(Path(config.hostfile).expanduser()), "--num_nodes", str(nnodes)]
+        cmd += ["--num_gpus", str(nproc), "--module", *worker[1:]]
+        if not _cuda_available():
+            env["LOCAL_SIZE"] = str(nproc)  # DeepSpeed's CPU accelerator counts devices from it
+        return JobPlan([cmd], env, addr, port)
+    commands = []
+    for node in range(nnodes):
+        if launcher == "torchrun":
+            cmd = [python, "-m", "torch.distributed.run", "--nnodes", str(nnodes), "--node_rank", str(node),
+                   "--nproc_per_node", str(nproc), "--master_addr", addr, "--master_port", str(port), *worker]
+        else:  # accelerate launch: num_processes is the total over all machines
+            cmd = [python, "-m", "accelerate.commands.launch", "--num_processes", str(nproc * nnodes),
+                   "--num_machines", str(nnodes), "--machine_rank", str(node), "--main_process_ip", addr,
+                   "--main_process_port", str(port), "--dynamo_backend", "no", "--mixed_precision", "no"]
+            if nproc * nnodes > 1:  # its torch.distributed launcher; on CPUs too (`--cpu` would mean one process)
+                cmd.append("--multi_gpu")
+            cmd += worker
+        if node > 0:
+            passed = {k: v for k, v in os.environ.items() if k.startswith(("HF_", "REST_EM_", "OMP_", "NCCL_"))}
+            passed["PYTHONPATH"] = _pythonpath()
+            remote = f"cd {shlex.quote(os.getcwd())} && " + shlex.join(["env", *(f"{k}={v}" for k, v in passed.items()), *cmd])
+            cmd = [*shlex.split(config.remote_shell), hosts[node][0], remote]
+        commands.append(cmd)
+    return JobPlan(commands, env, addr, port)
+
+
+def _pythonpath() -> str:
+    """This checkout first, so the job runs the same rest_em as the driver."""
+    return os.pathsep.join([str(Path(__file__).resolve().parents[2]), *filter(None, [os.environ.get("PYTHONPATH")])])
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - the train extra brings torch
+        return False
+    return torch.cuda.is_available()
+
+
+# --------------------------------------------------------------------------- the trainer
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(text[-lines:])
+
+
+def checkpoint_complete(path: Path) -> list[str]:
+    """What a finished checkpoint directory lacks (empty when complete)."""
+    missing = [name for name in ("config.json",) if not (path / name).exists()]
+    if not list(path.glob("*.safetensors")):
+        missing.append("*.safetensors")
+    if not (path / "tokenizer_config.json").exists() and not (path / "tokenizer.json").exists():
+        missing.append("tokenizer files")
+    return missing
+
+
+@dataclass(frozen=True)
+class LaunchedTrainer:
+    """The M-step as a child job under ``training.launcher`` (see the module docstring)."""
+
+    config: TrainConfig
+    python: str = sys.executable
+    extra_worker_args: tuple[str, ...] = ()  # e.g. ("--trace-batches", DIR) in tests
+
+    def train(self, init: Path, rows: Sequence[dict[str, Any]], output_dir: Path) -> TrainResult:
+        output_dir = Path(output_dir)
+        job = output_dir.parent / "train_job"
+        job.mkdir(parents=True, exist_ok=True)
+        rows_file, config_file, result_file, log_file = (job / n for n in ("rows.jsonl", "train_config.json",
+                                                                           "result.json", "job.log"))
+        from verifiers.io import write_jsonl_atomic, write_text_atomic
+
+        write_jsonl_atomic(rows_file, list(rows))
+        write_text_atomic(config_file, json.dumps(asdict(self.config), indent=1))
+        result_file.unlink(missing_ok=True)
+        args = ["--rows", str(rows_file.resolve()), "--init", str(Path(init).resolve()), "--out",
+                str(output_dir.resolve()), "--config", str(config_file.resolve()), "--result", str(result_file.resolve()),
+                *self.extra_worker_args]
+        plan = plan_job(self.config, args, self.python)
+        env = {**os.environ, **plan.env}
+        env["PYTHONPATH"] = _pythonpath()
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE"):
+            env.pop(key, None)  # the launcher sets them for its ranks
+        logger.info("M-step: launching %s (%d node(s) x %d process(es)), log %s", self.config.launcher,
+                    self.config.num_nodes, self.config.num_processes, log_file)
+        t0 = time.perf_counter()
+        with open(log_file, "w", encoding="utf-8") as log:
+            log.write("".join(f"$ {shlex.join(c)}\n" for c in plan.commands))
+            log.flush()
+            procs = [subprocess.Popen(c, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                     for c in plan.commands]
+            codes = self._wait(procs)
+        seconds = time.perf_counter() - t0
+        if any(codes):
+            raise TrainJobFailed(f"the M-step job ({self.config.launcher}) exited with status {codes} after "
+                                 f"{seconds:.0f} s; last lines of {log_file}:\n{_tail(log_file)}")
+        missing = checkpoint_complete(output_dir) if output_dir.is_dir() else [f"the directory {output_dir}"]
+        if missing or not result_file.exists():
+            raise TrainJobFailed(f"the M-step job ({self.config.launcher}) exited 0 but left no complete checkpoint "
+                                 f"(missing: {', '.join(missing) or result_file.name}); last lines of {log_file}:\n"
+                                 f"{_tail(log_file)}")
+        data = json.loads(result_file.read_text(encoding="utf-8"))
+        logger.info("M-step job finished in %.0f s (training %.0f s in the job)", seconds, data["seconds"])
+        return TrainResult(**{**data, "seconds": seconds})
+
+    @staticmethod
+    def _wait(procs: list[subprocess.Popen]) -> list[int]:
+        """Wait for every node's launcher; when one fails, stop the others (their peers would hang)."""
+        import signal
+
+        try:
+            while True:
+                codes = [p.poll() for p in procs]
+                if all(c is not None for c in codes):
+                    return [int(c) for c in codes]
+                if any(c not in (None, 0) for c in codes):
+                    for p in procs:
+                        if p.poll() is None:
+                            os.killpg(p.pid, signal.SIGTERM)
+                    return [int(p.wait()) for p in procs]
+                time.sleep(0.2)
+        except BaseException:  # the driver is interrupted: do not leave a training job behind
+            for p in procs:
+                if p.poll() is None:
+                    os.killpg(p.pid, signal.SIGTERM)
+            raise

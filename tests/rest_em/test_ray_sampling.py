@@ -1,0 +1,122 @@
+"""The E-step over a local Ray cluster (issue #10): 2 CPU replicas of the transformers sampler, sharded by
+problem, give the same rows (text included) as one unsharded sampler in per-problem seeding mode; a
+replica killed mid-shard loses and duplicates nothing; a missing shard file is all a rerun recomputes.
+Ray listens on the loopback interface only."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from rest_em.generation import generate_rows
+from rest_em.sampling.params import SampleParams
+
+# Loopback only: Ray otherwise turns 127.0.0.1 into the host's reachable address and its GCS and raylet listen
+# on every interface. Read when ray is imported (ray_constants.ENABLE_RAY_CLUSTER).
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+ray = pytest.importorskip("ray")  # the `ray` extra (Makefile EXTRAS)
+REPO = Path(__file__).resolve().parents[2]
+PARAMS = SampleParams(n=3, temperature=1.0, top_k=0, top_p=1.0, max_tokens=12, seed=7)
+
+
+@pytest.fixture(scope="module")
+def problems(chat_prompts):
+    prompts = [p + extra for p in chat_prompts for extra in ("", " ")][:8]
+    ids = [f"p/{i}" for i in range(len(prompts))]
+    return SimpleNamespace(problems=[SimpleNamespace(problem_id=i) for i in ids], prompts=dict(zip(ids, prompts)))
+
+
+@pytest.fixture(scope="module")
+def unsharded(tiny_model_dir, problems):
+    from rest_em.sampling.hf import HFSampler
+
+    sampler = HFSampler(tiny_model_dir, dtype="float32")
+    try:
+        rows, _ = generate_rows(sampler, problems, PARAMS, 1, "unsharded", seeding="problem")
+        batch_rows, _ = generate_rows(sampler, problems, PARAMS, 1, "batch")
+    finally:
+        sampler.close()
+    assert [r["text"] for r in rows] != [r["text"] for r in batch_rows]  # the modes differ; batch stays the default
+    return rows
+
+
+@pytest.fixture(scope="module")
+def ray_sampler(tiny_model_dir):
+    env = {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), "OMP_WAIT_POLICY": "PASSIVE"}
+    ray.init(num_cpus=2, _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": env})
+    from ray._private import services
+
+    assert services.get_node_ip_address() == "127.0.0.1", "Ray would listen beyond the loopback interface"
+    from rest_em.sampling import make_sampler
+
+    t0 = time.monotonic()
+    sampler = make_sampler(tiny_model_dir, backend="ray", engine="hf", replicas=2, shard_size=1, dtype="float32")
+    print(f"2 Ray replicas up in {time.monotonic() - t0:.0f} s")
+    yield sampler
+    sampler.close()
+    ray.shutdown()
+
+
+def test_sharded_rows_equal_unsharded_rows(ray_sampler, problems, unsharded, tmp_path):
+    """Before: no way to spread the E-step over nodes (data-parallel sampling pinned engines to this node's GPUs)."""
+    t0 = time.monotonic()
+    rows, stats = generate_rows(ray_sampler, problems, PARAMS, 1, "sharded", shard_dir=tmp_path / "shards")
+    print(f"sharded E-step over 2 replicas: {time.monotonic() - t0:.1f} s")
+    assert rows == unsharded and stats["backend"] == "ray"
+    assert len(list((tmp_path / "shards").glob("shard_*.jsonl"))) == len(problems.problems)
+
+    # A rerun finds its shards; only a missing one is recomputed.
+    (tmp_path / "shards" / "shard_00003.jsonl").unlink()
+    again, _ = generate_rows(ray_sampler, problems, PARAMS, 1, "resumed", shard_dir=tmp_path / "shards")
+    assert again == unsharded
+
+
+def test_a_replica_killed_mid_shard_loses_and_duplicates_nothing(ray_sampler, problems, unsharded, tmp_path):
+    pids = ray_sampler.replica_pids()
+    out: dict = {}
+
+    def run() -> None:
+        try:
+            out["rows"] = generate_rows(ray_sampler, problems, PARAMS, 1, "killed", shard_dir=tmp_path / "shards")[0]
+        except BaseException as exc:  # reported by the main thread
+            out["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    killed = None
+    deadline = time.monotonic() + 120
+    while killed is None and thread.is_alive() and time.monotonic() < deadline:
+        busy = ray_sampler.in_flight()
+        if list((tmp_path / "shards").glob("shard_*.jsonl")) and busy:
+            replica = next(iter(busy))
+            killed = pids[replica]
+            os.kill(killed, signal.SIGKILL)  # the replica's process, while it samples a shard
+        time.sleep(0.05)
+    thread.join(timeout=300)
+    assert "error" not in out, out.get("error")
+    assert killed is not None, "the run finished before a replica could be killed"
+    rows = out["rows"]
+    keys = [(r["problem_id"], r["sample_idx"]) for r in rows]
+    assert len(keys) == len(set(keys)) == len(problems.problems) * PARAMS.n
+    assert rows == unsharded  # same rows, text included, after the restart and the retry
+    assert killed not in ray_sampler.replica_pids()  # the killed replica was restarted
+
+
+def test_config_selects_the_ray_backend_and_its_options():
+    from rest_em.config import load_config
+    from rest_em.policy import Samplers
+
+    cfg = load_config(None, ["sampling.backend=ray", "sampling.ray_address=auto", "sampling.ray_replicas=8",
+                             "sampling.ray_engine=vllm", "sampling.tensor_parallel_size=2", "sampling.shard_size=16"])
+    options = Samplers(cfg).engine_options()
+    assert {k: options[k] for k in ("engine", "replicas", "ray_address", "shard_size", "tensor_parallel_size")} == {
+        "engine": "vllm", "replicas": 8, "ray_address": "auto", "shard_size": 16, "tensor_parallel_size": 2}
+    warned = load_config(None, ["sampling.backend=hf", "sampling.ray_replicas=2"]).warnings()
+    assert any("applies to sampling.backend=ray only" in w for w in warned)
