@@ -12,7 +12,7 @@ deepspeed) happen inside :func:`train`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["TrainConfig", "TrainResult", "train", "TRAIN_BACKENDS"]
 
@@ -41,6 +41,12 @@ class TrainConfig:
     evals_per_epoch: int = 1  # validation-loss evaluations per epoch when early_stopping is on
     seed: int = 0
     gradient_checkpointing: bool = False
+    # Padding-free batches: each batch's examples concatenated into one row, position ids restarting
+    # per example, attention kept within each example (transformers' packed-sequence masks). Same loss.
+    packing: bool = True
+    # Run the LM head and the loss only where a label is (the completion), not over the prompt tokens.
+    # Same loss, less work; plain backend and models whose logits are plain lm_head(hidden) only.
+    supervised_logits_only: bool = True
 
     def __post_init__(self) -> None:
         if self.backend not in TRAIN_BACKENDS:
@@ -70,6 +76,7 @@ class TrainResult:
     seconds: float
     tokens_per_s: float  # supervised + prompt tokens processed per second of training
     num_examples: int
+    loss_curve: list[tuple[int, float]] = field(default_factory=list)  # (step, train loss) as logged
 
 
 def train(base_model_path: str, examples: Sequence[dict], config: TrainConfig, output_dir: str) -> TrainResult:
