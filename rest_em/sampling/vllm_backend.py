@@ -35,6 +35,10 @@ WORKER_EXTENSION = "rest_em.sampling.vllm_worker.SwitchWeightsExtension"
 
 CPU_DEFAULTS: dict[str, Any] = {
     "gpu_memory_utilization": 0.5,
+    # A fixed KV cache (bytes of RAM) instead of a fraction of all RAM: with it, vLLM-CPU neither
+    # refuses to start when other processes hold memory, nor runs its memory-profiling forward pass.
+    # 2 GiB hold ~90k tokens of SmolLM2-135M in bfloat16 (23 KB/token), far more than an E-step uses.
+    "kv_cache_memory_bytes": 2 * 2**30,
     "enable_chunked_prefill": False,
     "enforce_eager": True,
 }
