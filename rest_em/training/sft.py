@@ -101,6 +101,69 @@ class CompletionOnlyCollator:
         return {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
 
 
+class PackedCompletionCollator:
+    """Padding-free batches: the batch's rows concatenated into one row of shape ``(1, total_tokens)``.
+
+    ``position_ids`` restart at 0 for every example and there is no ``attention_mask``, which is how
+    transformers recognises packed sequences (``find_packed_sequence_indices``): its sdpa/eager masks
+    become block-causal, so no token attends across an example boundary (flash-attention kernels use
+    the same position ids). The model must run with ``use_cache=False`` (a KV cache turns the detection
+    off; the trainer sets it). The first token of every example is a prompt token, labelled ``-100``,
+    so no loss crosses a boundary either. The loss equals the padded batch's loss (tested).
+    """
+
+    def __call__(self, features: list[dict]) -> dict:
+        import torch
+
+        input_ids: list[int] = []
+        labels: list[int] = []
+        positions: list[int] = []
+        for f in features:
+            n = len(f["input_ids"])
+            input_ids += f["input_ids"]
+            # The first label of an example would be predicted from the previous example's last token.
+            labels += [IGNORE_INDEX] + list(f["labels"][1:])
+            positions += range(n)
+        return {
+            "input_ids": torch.tensor([input_ids], dtype=torch.long),
+            "labels": torch.tensor([labels], dtype=torch.long),
+            "position_ids": torch.tensor([positions], dtype=torch.long),
+        }
+
+
+def supervised_loss(model, batch: dict, num_items_in_batch=None):
+    """Causal-LM loss computed from the LM head at supervised positions only.
+
+    The prompt makes up most of an SFT row but carries no loss, so running the LM head (hidden x vocab,
+    the largest matmul of a small model) and the softmax over every position is wasted work. Here the
+    decoder runs on the whole batch, and the head only where the next token has a label. Same value as
+    ``model(**batch).loss`` (mean over supervised tokens, or sum / ``num_items_in_batch`` when the
+    Trainer passes it for gradient accumulation).
+    """
+    import torch.nn.functional as F
+
+    labels = batch["labels"]
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    hidden = model.get_decoder()(**inputs, use_cache=False).last_hidden_state
+    targets = labels[:, 1:]
+    keep = targets != IGNORE_INDEX
+    logits = model.get_output_embeddings()(hidden[:, :-1][keep]).float()
+    if num_items_in_batch is None:
+        return F.cross_entropy(logits, targets[keep], reduction="mean")
+    return F.cross_entropy(logits, targets[keep], reduction="sum") / num_items_in_batch
+
+
+def supports_supervised_loss(model) -> bool:
+    """True for models whose logits are exactly ``lm_head(decoder(x))`` (no soft-capping or scaling)."""
+    cfg = model.config
+    if getattr(cfg, "final_logit_softcapping", None) or getattr(cfg, "logit_scale", None) not in (None, 1, 1.0):
+        return False
+    try:
+        return model.get_decoder() is not None and model.get_output_embeddings() is not None
+    except (AttributeError, NotImplementedError):
+        return False
+
+
 class ListDataset:
     """A map-style dataset over tokenized rows (what ``Trainer`` needs; exposes lengths for grouping)."""
 

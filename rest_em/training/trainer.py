@@ -27,7 +27,14 @@ from rest_em.training.deepspeed_cfg import (
     skip_shm_comm_build,
     zero_stage_of,
 )
-from rest_em.training.sft import CompletionOnlyCollator, ListDataset, tokenize_examples
+from rest_em.training.sft import (
+    CompletionOnlyCollator,
+    ListDataset,
+    PackedCompletionCollator,
+    supervised_loss,
+    supports_supervised_loss,
+    tokenize_examples,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +81,28 @@ def _checkpointing_flag(args_cls, enabled: bool) -> dict:
 
     names = {f.name for f in dataclasses.fields(args_cls)}
     return {"activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing": enabled}
+
+
+def _trainer_class(supervised_only: bool):
+    """The HF Trainer, or one whose training loss runs the LM head on supervised positions only."""
+    from transformers import Trainer
+
+    if not supervised_only:
+        return Trainer
+
+    class SupervisedLogitsTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if return_outputs:  # evaluation wants the outputs: the standard path
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            # Calling the decoder and head directly skips the wrapped forward, so enter the
+            # mixed-precision autocast that wrapper would have.
+            with self.accelerator.autocast():
+                loss = supervised_loss(self.accelerator.unwrap_model(model), inputs, num_items_in_batch)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss does
+            return loss
+
+    return SupervisedLogitsTrainer
 
 
 def _early_stopping_callback(patience: int, keep_best: bool):
@@ -240,7 +269,7 @@ def run_training(base_model_path: str, examples: Sequence[dict], config: TrainCo
     t_start = time.perf_counter()
 
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, set_seed
+    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
     from rest_em.tokens import available_cpus, eos_token_ids
 
@@ -251,6 +280,9 @@ def run_training(base_model_path: str, examples: Sequence[dict], config: TrainCo
     tokenizer = AutoTokenizer.from_pretrained(base_model_path)
     # Always the base weights: ReST-EM restarts every iteration from the base model.
     model = AutoModelForCausalLM.from_pretrained(base_model_path, dtype=torch.float32)
+    # No KV cache while training; a cache would also turn off transformers' packed-sequence masks.
+    use_cache = getattr(model.config, "use_cache", None)
+    model.config.use_cache = False
     eos_id = eos_token_ids(model, tokenizer)[0]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id
     train_rows, val_rows, stats = _datasets(tokenizer, examples, config, eos_id)
@@ -281,19 +313,21 @@ def run_training(base_model_path: str, examples: Sequence[dict], config: TrainCo
             if not keep_best:
                 logger.warning("early stopping with ZeRO-3: weights are partitioned, so the last (not best) weights are kept")
             stopper = _early_stopping_callback(config.early_stopping_patience, keep_best)
-        trainer = Trainer(
+        supervised_only = config.supervised_logits_only and deepspeed_cfg is None and supports_supervised_loss(model)
+        trainer = _trainer_class(supervised_only)(
             model=model,
             args=args,
             train_dataset=ListDataset(train_rows),
             eval_dataset=ListDataset(val_rows) if val_rows else None,
-            data_collator=CompletionOnlyCollator(pad_id),
+            data_collator=PackedCompletionCollator() if config.packing else CompletionOnlyCollator(pad_id),
             processing_class=tokenizer,
             callbacks=[stopper] if stopper else [],
         )
         logger.info(
-            "M-step: %d examples (%d tokens, %d supervised), %d steps/epoch x %.2g epochs, backend=%s%s",
+            "M-step: %d examples (%d tokens, %d supervised), %d steps/epoch x %.2g epochs, backend=%s%s, %s, %s",
             len(train_rows), stats.num_tokens, stats.num_label_tokens, steps_per_epoch, config.num_epochs,
             config.backend, f" (ZeRO-{zero_stage_of(deepspeed_cfg)})" if deepspeed_cfg else "",
+            "packed" if config.packing else "padded", "LM head on labels only" if supervised_only else "full LM head",
         )
         t_train = time.perf_counter()
         train_output = trainer.train()
@@ -301,6 +335,8 @@ def run_training(base_model_path: str, examples: Sequence[dict], config: TrainCo
         if stopper is not None and stopper.best_state is not None and stopper.best_step != trainer.state.global_step:
             logger.info("restoring the weights of step %d (best val loss %.4f)", stopper.best_step, stopper.best_loss)
             trainer.model.load_state_dict(stopper.best_state)
+        if use_cache is not None:
+            trainer.model.config.use_cache = use_cache  # the checkpoint keeps the base's setting
         _save(trainer, tokenizer, deepspeed_cfg, scratch, out, is_main)
         if world > 1:
             trainer.accelerator.wait_for_everyone()  # no rank returns before the checkpoint is in place
@@ -317,6 +353,7 @@ def run_training(base_model_path: str, examples: Sequence[dict], config: TrainCo
         seconds=time.perf_counter() - t_start,
         tokens_per_s=tokens_seen / max(train_seconds, 1e-9),
         num_examples=len(train_rows),
+        loss_curve=[(int(e["step"]), float(e["loss"])) for e in trainer.state.log_history if "loss" in e and "step" in e],
     )
     logger.info(
         "M-step done: %d steps, train loss %s, %.1fs (%.0f tokens/s) -> %s",

@@ -144,3 +144,74 @@ def test_sampling_package_imports_nothing_heavy():
     code = "import sys, rest_em.sampling; print(any(m in sys.modules for m in ('torch', 'transformers', 'vllm')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
+
+
+def test_switch_model_loads_the_new_weights_in_place(tiny_model_dir, tmp_path, chat_prompts):
+    import shutil
+
+    import torch
+    from conftest import build_tiny_chat_model
+    from transformers import AutoModelForCausalLM
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_model_dir, other)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    torch.manual_seed(5)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.2)
+    model.save_pretrained(other, safe_serialization=True)
+
+    greedy = SampleParams(n=1, temperature=0.0, max_tokens=12)
+    fresh = make_sampler(str(other), backend="hf")
+    want = fresh.generate(chat_prompts, greedy)
+    fresh.close()
+    s = make_sampler(tiny_model_dir, backend="hf")
+    try:
+        before = s.generate(chat_prompts, greedy)
+        assert before != want
+        model_object = s.model
+        assert s.switch_model(str(other)) is True
+        assert s.model is model_object and s.model_path == str(other)
+        assert s.generate(chat_prompts, greedy) == want
+        bigger = build_tiny_chat_model(tmp_path / "bigger", vocab_size=360)
+        assert s.switch_model(str(bigger)) is False
+        assert s.generate(chat_prompts, greedy) == want  # refused before touching the weights
+    finally:
+        s.close()
+
+
+def test_switch_incompatibility_names_the_difference(tiny_model_dir, tmp_path):
+    import json
+    import shutil
+
+    from rest_em.sampling.checkpoints import switch_incompatibility
+
+    assert switch_incompatibility(tiny_model_dir, tiny_model_dir) is None
+    other = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, other)
+    cfg = json.loads((other / "config.json").read_text())
+    cfg["num_hidden_layers"] += 1
+    (other / "config.json").write_text(json.dumps(cfg))
+    assert "num_hidden_layers" in switch_incompatibility(tiny_model_dir, other)
+    shutil.copytree(tiny_model_dir, tmp_path / "t")
+    (tmp_path / "t" / "tokenizer.json").write_text("{}")
+    assert "tokenizer.json" in switch_incompatibility(tiny_model_dir, tmp_path / "t")
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        switch_incompatibility(tiny_model_dir, tmp_path / "missing")
+
+
+def test_auto_falls_back_with_one_line_when_vllm_is_missing(tiny_model_dir, monkeypatch, caplog):
+    import logging
+
+    import rest_em.sampling as sampling
+
+    monkeypatch.setattr(sampling, "vllm_available", lambda: False)
+    with caplog.at_level(logging.INFO, logger="rest_em.sampling"):
+        s = make_sampler(tiny_model_dir, backend="auto")
+    s.close()
+    assert s.backend == "hf"
+    lines = [r.getMessage() for r in caplog.records if r.name == "rest_em.sampling"]
+    assert len(lines) == 1 and "vLLM is not installed" in lines[0]
+    with pytest.raises(RuntimeError, match="sampling.backend=vllm, but vLLM is not installed"):
+        make_sampler(tiny_model_dir, backend="vllm")

@@ -2,6 +2,11 @@
 
 Skipped when ``vllm`` is not importable, unless ``REST_EM_REQUIRE_VLLM=1`` (then it fails). One engine is
 started for the whole module (about 35-50 s on 2 CPU cores with ``enforce_eager``); each check reuses it.
+A second, fresh engine is started once, on another checkpoint, to check ``switch_model``.
+
+Where vLLM and transformers cannot agree bit for bit (sampling draws its random numbers differently),
+the checks compare what must agree exactly (greedy text, top-k=1 / tiny top-p = greedy) and the rest as
+distributions (stop rates, token counts) over many samples.
 """
 
 from __future__ import annotations
@@ -23,11 +28,44 @@ if not vllm_available():
 pytestmark = pytest.mark.slow
 
 
+ENGINE = dict(max_model_len=256, kv_cache_memory_bytes=64 * 2**20)
+
+
 @pytest.fixture(scope="module")
 def sampler(tiny_model_dir):
-    s = make_sampler(tiny_model_dir, backend="vllm", max_model_len=256)
+    s = make_sampler(tiny_model_dir, backend="auto", **ENGINE)
     yield s
     s.close()
+
+
+@pytest.fixture(scope="module")
+def hf_sampler(tiny_model_dir):
+    s = make_sampler(tiny_model_dir, backend="hf")
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="module")
+def other_model_dir(tiny_model_dir, tmp_path_factory) -> str:
+    """A fine-tune stand-in: the tiny model's architecture and tokenizer, other (random) weights."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    dest = tmp_path_factory.mktemp("other_model") / "model"
+    shutil.copytree(tiny_model_dir, dest)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    torch.manual_seed(123)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.2)
+    model.save_pretrained(dest, safe_serialization=True)
+    return str(dest)
+
+
+def texts(out):
+    return [[c.text for c in cs] for cs in out]
 
 
 def test_auto_backend_prefers_vllm(sampler):
@@ -74,3 +112,85 @@ def test_seeded_sampling_reproducible(sampler, chat_prompts):
     b = sampler.generate(chat_prompts, params)
     assert a == b
     assert len({c.text for c in a[0]}) > 1
+
+
+def test_greedy_equals_transformers_greedy(sampler, hf_sampler, chat_prompts):
+    # Both float32 (dtype "auto" on CPU). The random tiny model emits raw byte tokens: where its output
+    # ends inside a UTF-8 character, vLLM holds the partial bytes back and transformers decodes them
+    # as U+FFFD, so a trailing U+FFFD is the one allowed difference.
+    params = SampleParams(n=1, temperature=0.0, max_tokens=24)
+    v, h = sampler.generate(chat_prompts, params), hf_sampler.generate(chat_prompts, params)
+    assert [(c[0].finish_reason, c[0].num_tokens) for c in v] == [(c[0].finish_reason, c[0].num_tokens) for c in h]
+    assert [c[0].text for c in v] == [c[0].text.rstrip("\ufffd") for c in h]
+
+
+def test_top_k_1_and_tiny_top_p_sample_the_greedy_token(sampler, chat_prompts):
+    greedy = sampler.generate(chat_prompts, SampleParams(n=1, temperature=0.0, max_tokens=16))
+    top_k1 = sampler.generate(chat_prompts, SampleParams(n=3, temperature=1.5, top_k=1, max_tokens=16, seed=5))
+    top_p = sampler.generate(chat_prompts, SampleParams(n=3, temperature=1.5, top_k=0, top_p=1e-6, max_tokens=16, seed=5))
+    for g, a, b in zip(greedy, top_k1, top_p):
+        assert [c.text for c in a] == [g[0].text] * 3
+        assert [c.text for c in b] == [g[0].text] * 3
+
+
+def test_sampled_distribution_matches_transformers(sampler, hf_sampler, chat_prompts):
+    """Same temperature/top-k/stop/max_tokens semantics: stop rates and token counts agree over many samples
+    (different random streams, so not the same samples)."""
+    params = SampleParams(n=48, temperature=0.8, top_k=20, max_tokens=12, seed=7, stop=("e",))
+    stats = {}
+    for name, s in (("vllm", sampler), ("hf", hf_sampler)):
+        comps = [c for cs in s.generate(chat_prompts, params) for c in cs]
+        assert len(comps) == 48 * len(chat_prompts)
+        stats[name] = (sum(c.finish_reason == "stop" for c in comps) / len(comps),
+                       sum(c.num_tokens for c in comps) / len(comps))
+    (v_stop, v_tok), (h_stop, h_tok) = stats["vllm"], stats["hf"]
+    assert 0.05 < h_stop < 0.95, "the check needs both finish reasons to occur"
+    # 192 samples each: the standard error of a rate is <= 0.036; of the mean length about 0.3 tokens.
+    assert abs(v_stop - h_stop) < 0.15, stats
+    assert abs(v_tok - h_tok) < 1.5, stats
+
+
+def test_switch_model_serves_the_new_checkpoint(sampler, tiny_model_dir, other_model_dir, chat_prompts):
+    greedy = SampleParams(n=1, temperature=0.0, max_tokens=20)
+    seeded = SampleParams(n=3, temperature=1.0, top_k=0, max_tokens=10, seed=11)
+    fresh = make_sampler(other_model_dir, backend="vllm", **ENGINE)
+    try:
+        want_greedy, want_seeded = fresh.generate(chat_prompts, greedy), fresh.generate(chat_prompts, seeded)
+    finally:
+        fresh.close()
+    base_greedy = sampler.generate(chat_prompts, greedy)
+    assert texts(base_greedy) != texts(want_greedy), "the two checkpoints must differ for this test to mean anything"
+    try:
+        assert sampler.switch_model(other_model_dir) is True
+        assert sampler.model_path == other_model_dir
+        assert sampler.generate(chat_prompts, greedy) == want_greedy
+        assert sampler.generate(chat_prompts, seeded) == want_seeded
+    finally:
+        assert sampler.switch_model(tiny_model_dir) is True
+    assert sampler.generate(chat_prompts, greedy) == base_greedy
+
+
+def test_switch_model_refuses_another_architecture(sampler, tmp_path, chat_prompts):
+    from conftest import build_tiny_chat_model
+
+    before = sampler.generate(chat_prompts, SampleParams(n=1, temperature=0.0, max_tokens=8))
+    other = build_tiny_chat_model(tmp_path / "bigger_vocab", vocab_size=360)
+    assert sampler.switch_model(str(other)) is False
+    # Refused before anything was loaded: the engine still serves the old weights.
+    assert sampler.generate(chat_prompts, SampleParams(n=1, temperature=0.0, max_tokens=8)) == before
+
+
+def test_auto_falls_back_to_transformers_when_the_engine_fails(tiny_model_dir, caplog):
+    import logging
+
+    # A context longer than the model's max_position_embeddings (512): vLLM refuses to start.
+    with caplog.at_level(logging.WARNING, logger="rest_em.sampling"):
+        s = make_sampler(tiny_model_dir, backend="auto", max_model_len=100_000)
+    try:
+        assert s.backend == "hf"
+        lines = [r.getMessage() for r in caplog.records if r.name == "rest_em.sampling"]
+        assert len(lines) == 1 and "vLLM engine failed to start" in lines[0], lines
+    finally:
+        s.close()
+    with pytest.raises(Exception):
+        make_sampler(tiny_model_dir, backend="vllm", max_model_len=100_000)

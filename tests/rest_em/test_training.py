@@ -176,3 +176,50 @@ def test_early_stopping_run_holds_out_validation_problems(tiny_model_dir, tokeni
     assert (Path(result.checkpoint_dir) / "model.safetensors").is_file()
     config = json.loads((Path(result.checkpoint_dir) / "config.json").read_text())
     assert config["architectures"] == ["LlamaForCausalLM"]
+
+
+# -- padding-free batches and the supervised-only LM head ----------------------------------------------
+
+
+def test_packed_and_supervised_only_losses_equal_the_padded_loss(tiny_model_dir, tokenizer):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from rest_em.training.sft import PackedCompletionCollator, supervised_loss, supports_supervised_loss
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    assert supports_supervised_loss(model)
+    examples = make_examples(tokenizer, 5)
+    examples[2]["completion"] = "A much longer completion, so that the other rows need padding at the end."
+    rows, _ = tokenize_examples(tokenizer, examples, 96, tokenizer.eos_token_id)
+    padded = CompletionOnlyCollator(tokenizer.pad_token_id)(rows)
+    packed = PackedCompletionCollator()(rows)
+    assert packed["input_ids"].shape == (1, sum(len(r["input_ids"]) for r in rows))
+    assert "attention_mask" not in packed
+    starts = (packed["position_ids"][0] == 0).nonzero().flatten().tolist()
+    assert starts == [0, *torch.tensor([len(r["input_ids"]) for r in rows]).cumsum(0)[:-1].tolist()]
+    with torch.no_grad():
+        want = float(model(**padded).loss)
+        assert float(model(**packed, use_cache=False).loss) == pytest.approx(want, rel=1e-5)
+        assert float(supervised_loss(model, padded)) == pytest.approx(want, rel=1e-5)
+        assert float(supervised_loss(model, packed)) == pytest.approx(want, rel=1e-5)
+        n = int((padded["labels"] != IGNORE_INDEX).sum())
+        assert float(supervised_loss(model, packed, num_items_in_batch=2 * n)) == pytest.approx(want / 2, rel=1e-5)
+        # Without the position ids the rows would attend to each other: the loss changes (the check above
+        # is not vacuous).
+        leaky = {k: v for k, v in packed.items() if k != "position_ids"}
+        assert abs(float(model(**leaky, use_cache=False).loss) - want) > 1e-3
+
+
+def test_packed_supervised_training_gives_the_padded_weights(tiny_model_dir, tokenizer, tmp_path):
+    import torch
+
+    examples = make_examples(tokenizer)
+    examples[3]["completion"] = "A longer completion than the others, to make padding matter here."
+    new = train(tiny_model_dir, examples, TrainConfig(**FAST), str(tmp_path / "new"))
+    old = train(tiny_model_dir, examples, TrainConfig(**FAST, packing=False, supervised_logits_only=False),
+                str(tmp_path / "old"))
+    assert new.steps == old.steps
+    assert new.train_loss == pytest.approx(old.train_loss, rel=1e-4)
+    a, b = state_dict_of(new.checkpoint_dir), state_dict_of(old.checkpoint_dir)
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
