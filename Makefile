@@ -71,6 +71,7 @@ sandbox-image: venv
 
 bench: venv
 	$(PY) benchmarks/bench_math_verify.py
+	$(PY) benchmarks/bench_math_accuracy.py --workers 2
 	@if [ -f benchmarks/bench_sandbox.py ]; then $(PY) benchmarks/bench_sandbox.py; fi
 
 clean-venv:
