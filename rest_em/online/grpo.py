@@ -211,13 +211,16 @@ def use_vllm(section: GRPOSection) -> bool:
 
 
 def precision_flags(dtype: str) -> dict[str, bool]:
+    """Mixed precision (float32 master weights); ``use_cpu`` so bfloat16 autocast is allowed on CPUs."""
     import torch
 
     cuda = torch.cuda.is_available()
+    if dtype == "float16" and not cuda:
+        raise ConfigError("grpo.dtype=float16 needs a GPU; use float32 or bfloat16 on CPU")
     if dtype == "auto":
         bf16 = cuda and torch.cuda.is_bf16_supported()
-        return {"bf16": bf16, "fp16": cuda and not bf16}
-    return {"bf16": dtype == "bfloat16", "fp16": dtype == "float16"}
+        return {"bf16": bf16, "fp16": cuda and not bf16, "use_cpu": not cuda}
+    return {"bf16": dtype == "bfloat16", "fp16": dtype == "float16", "use_cpu": not cuda}
 
 
 def report_to(section: GRPOSection) -> list[str] | str:
@@ -243,7 +246,7 @@ def grpo_args(section: GRPOSection, output_dir: Path, stop: tuple[str, ...] = ()
         warmup_steps=round(section.warmup_ratio * section.max_steps),
         beta=section.beta, epsilon=section.epsilon, loss_type=section.loss_type, scale_rewards=section.scale_rewards,
         max_completion_length=section.max_completion_length, temperature=section.temperature, top_p=section.top_p,
-        top_k=section.top_k, use_vllm=vllm, gradient_checkpointing=section.gradient_checkpointing,
+        top_k=section.top_k, use_vllm=vllm,
         seed=section.seed, data_seed=section.seed, logging_steps=1, save_strategy="steps",
         save_steps=section.save_every or section.eval_every, save_total_limit=1, report_to=report_to(section),
         model_init_kwargs={"dtype": "float32"}, remove_unused_columns=False, dataloader_num_workers=0,
@@ -256,6 +259,9 @@ def grpo_args(section: GRPOSection, output_dir: Path, stop: tuple[str, ...] = ()
         if stop:
             kwargs["generation_kwargs"] = {"stop": list(stop)}
     known = {f.name for f in dataclasses.fields(GRPOConfig)}
+    # transformers 5.20+ renamed gradient_checkpointing to activation_checkpointing (the old name deprecated).
+    kwargs["activation_checkpointing" if "activation_checkpointing" in known else "gradient_checkpointing"] = (
+        section.gradient_checkpointing)
     unknown = sorted(set(section.trl_args) - known)
     if unknown:
         raise ConfigError(f"grpo.trl_args: {', '.join(unknown)} are not trl.GRPOConfig arguments")
