@@ -74,17 +74,18 @@ def test_iterate_runs_grpo_with_an_evaluation_every_eval_every_steps(grpo, tmp_p
     overrides, calls, use = grpo
     use(even_pass)
     assert main(["iterate", "--config", str(REPO / "configs" / "grpo-default.yaml"), *overrides, "run.name=a",
-                 "grpo.max_steps=3", "grpo.eval_every=2"]) == 0
+                 "grpo.max_steps=3", "grpo.eval_every=2", "grpo.beta=0.04"]) == 0
     root = tmp_path / "runs" / "a"
     rd = RunDir(root)
     assert rd.iterations() == [0, 1, 2]  # steps 2 and 3 (the last segment is shorter)
     assert [rd.info(t, "train")["steps"] for t in (1, 2)] == [2, 3]
+    assert rd.info(2, "train")["first_step"] == 3 and rd.info(2, "train")["kl"] is not None
     steps = rows(root / "grpo" / "steps.jsonl")
     assert [r["step"] for r in steps] == [1, 2, 3]
     for r in steps:
         assert r["verdicts"] == {"pass": 4, "fail": 4, "error": 0}  # 2 prompts x 4 completions, all verified
         assert r["reward"] == pytest.approx(0.5) and r["frac_reward_zero_std"] == 0.0
-        assert r["completion_length"] is not None and r["reward_s"] <= r["step_s"]
+        assert r["completion_length"] is not None and r["kl"] is not None and r["reward_s"] <= r["step_s"]
     assert len(train_calls(calls)) == 3 and all(len(c) == 8 for c in train_calls(calls))  # one batch per step
     assert len(rows(root / "grpo" / "rollouts.jsonl")) == 24
     # The evaluated policies are exported checkpoints that moved away from the base model.
