@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     from rest_em.verification import verify_rows
 
     defaults = ["algorithm=grpo", f"grpo.max_steps={args.steps}", f"grpo.eval_every={args.steps}", "grpo.group_size=8",
-                "grpo.prompts_per_step=2", "grpo.micro_batch_size=8", "grpo.max_completion_length=96", "grpo.learning_rate=1e-5",
+                "grpo.prompts_per_step=2", "grpo.micro_batch_size=4", "grpo.max_completion_length=96", "grpo.learning_rate=1e-5",
                 "grpo.gradient_checkpointing=false", "grpo.report_to=[]"]
     cfg = load_config(args.config, defaults + list(args.overrides))
     if cfg.task.name not in ("code_embedded", "apps", "humaneval", "mbpp"):
