@@ -206,6 +206,69 @@ class EvalSection:
 
 
 @dataclass
+class GRPOSection:
+    """Online RL with TRL's GRPOTrainer (`algorithm: grpo`, docs/online-rl.md). The recipe's defaults are TRL's
+    GRPOConfig defaults (TRL 1.16), set explicitly here so a TRL upgrade does not change a run."""
+
+    max_steps: int = opt(100, "optimizer steps in all (each one samples `prompts_per_step` x `group_size` completions)")
+    eval_every: int = opt(25, "steps between held-out evaluations: the checkpoint after `t * eval_every` steps is "
+                          "iteration `t` of the report (the last one may be shorter)")
+    save_every: int | None = opt(None, "steps between trainer checkpoints (with optimizer and trainer state) that a "
+                                 "killed run resumes from; `null` = `eval_every`")
+    group_size: int = opt(8, "completions per prompt whose rewards are normalised together (TRL "
+                          "`num_generations`, at least 2)")
+    prompts_per_step: int = opt(1, "prompts per optimizer step (TRL's default batch of 8 completions = 1 group)")
+    micro_batch_size: int | None = opt(None, "completions per forward/backward pass (TRL "
+                                       "`per_device_train_batch_size`); must divide `prompts_per_step * "
+                                       "group_size`; `null` = all of a step's completions at once")
+    learning_rate: float = opt(1e-6, "peak learning rate (AdamW)")
+    lr_scheduler: str = opt("linear", "a transformers scheduler name (`linear`, `constant`, `cosine`, ...)")
+    warmup_ratio: float = opt(0.0, "share of steps spent warming up the learning rate")
+    beta: float = opt(0.0, "KL coefficient against the base model; `0.0` (TRL's default) loads no reference model "
+                      "and logs no KL")
+    epsilon: float = opt(0.2, "clip range of the token importance ratio (PPO-style clipping)")
+    epsilon_high: float | None = opt(None, "upper clip range (DAPO's clip-higher); `null` = `epsilon`")
+    loss_type: str = opt("dapo", "TRL loss normalisation: `dapo`, `grpo`, `dr_grpo`, `bnpo`, ...")
+    scale_rewards: Literal["group", "batch", "none"] = opt("group", "divide advantages by the reward std of the "
+                                                           "`group`, of the `batch`, or `none` (Dr. GRPO)")
+    max_completion_length: int = opt(512, "new tokens per completion")
+    temperature: float = opt(1.0, "sampling temperature of the completions")
+    top_p: float = opt(1.0, "nucleus cut of the completions (1.0 = off)")
+    top_k: int = opt(0, "top-k cut of the completions (`0` = off)")
+    backend: Literal["auto", "vllm", "hf"] = opt("auto", "generation: `vllm` (TRL `use_vllm`, colocated on the "
+                                                 "training GPU), `hf` (transformers `generate`), `auto` = vLLM when "
+                                                 "installed and a GPU is present, else transformers")
+    vllm_gpu_memory_utilization: float = opt(0.3, "vLLM's share of GPU memory beside the trainer (TRL's default)")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = opt(
+        "auto", "`auto` = float32 on CPU, bfloat16 mixed precision on GPUs that have it; `bfloat16`/`float16` "
+        "mixed precision")
+    gradient_checkpointing: bool = opt(True, "recompute activations to save memory (TRL's default; slower)")
+    seed: int = opt(0, "trainer seed (data order, sampling)")
+    report_to: list[str] | None = opt(None, "logging integrations (`tensorboard`, `wandb`, ...); `null` = "
+                                      "`tensorboard` when installed. Metrics always go to `grpo/steps.jsonl`")
+    trl_args: dict[str, Any] = opt(help="further `trl.GRPOConfig` arguments by TRL's names, passed as they are "
+                                   "(checked against GRPOConfig)", factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "eval_every", "prompts_per_step", "max_completion_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"grpo.{name} must be >= 1, got {getattr(self, name)}")
+        if self.save_every is not None and self.save_every < 1:
+            raise ValueError(f"grpo.save_every must be >= 1 or null, got {self.save_every}")
+        if self.group_size < 2:
+            raise ValueError(f"grpo.group_size must be >= 2 (advantages compare completions of a group), got "
+                             f"{self.group_size}")
+        per_step = self.prompts_per_step * self.group_size
+        if self.micro_batch_size is not None and (self.micro_batch_size < 1 or per_step % self.micro_batch_size):
+            raise ValueError(f"grpo.micro_batch_size={self.micro_batch_size} must divide prompts_per_step * group_size "
+                             f"= {per_step}")
+        if self.learning_rate <= 0 or self.beta < 0 or self.epsilon <= 0 or self.temperature <= 0:
+            raise ValueError("grpo.learning_rate, grpo.epsilon and grpo.temperature must be > 0 and grpo.beta >= 0")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"grpo.top_p must be in (0, 1], got {self.top_p}")
+
+
+@dataclass
 class Config:
     run: RunSection = opt(help="where the run is written", factory=RunSection)
     model: ModelSection = opt(help="the base model", factory=ModelSection)
@@ -215,6 +278,8 @@ class Config:
     filter: FilterSection = opt(help="from verdicts to the SFT set", factory=FilterSection)
     training: TrainConfig = opt(help="the M-step (`rest_em.training.TrainConfig`)", factory=TrainConfig)
     eval: EvalSection = opt(help="held-out evaluation", factory=EvalSection)
+    grpo: GRPOSection = opt(help="online RL (`algorithm: grpo`): TRL's GRPOTrainer with the same verifiers",
+                            factory=GRPOSection)
     iterations: int = opt(3, "number of ReST-EM iterations; `--iterations N` sets it")
     algorithm: Literal["rest_em", "expert_iteration", "rcrl", "hpt_gate", "dpo", "grpo"] = opt(
         "rest_em", "the M-step over the E-step's verified samples: `rest_em` (Singh et al. 2023), `expert_iteration`, "
@@ -259,6 +324,11 @@ class Config:
         if s.backend == "vllm" and s.data_parallel_size > 1:
             out.append("sampling.data_parallel_size > 1 starts its engines on this node only; sampling.backend=ray "
                        "with sampling.ray_replicas spreads replicas over the GPUs and nodes of a Ray cluster")
+        if self.algorithm == "grpo" and self.iterations != Config.iterations:
+            out.append("iterations has no effect with algorithm grpo: grpo.max_steps and grpo.eval_every set the "
+                       "evaluated checkpoints")
+        if self.algorithm != "grpo" and self.grpo != GRPOSection():
+            out.append(f"grpo.* is set but algorithm is {self.algorithm}: it has no effect")
         if self.training.backend != "deepspeed" and self.training.deepspeed_config:
             out.append("training.deepspeed_config is set but training.backend is not deepspeed")
         return out

@@ -31,6 +31,10 @@ logger = logging.getLogger(__name__)
 
 def run(cfg: Config) -> Path:
     """Run (or resume) ``cfg.iterations`` ReST-EM iterations; returns the path of report.md."""
+    if cfg.algorithm == "grpo":  # online RL (issue 14); the algorithm registry (issue 13) takes this over
+        from rest_em.online.grpo import run as run_grpo
+
+        return run_grpo(cfg)
     if cfg.algorithm != "rest_em":
         raise ConfigError(f"algorithm {cfg.algorithm!r} is not part of this build yet; use algorithm: rest_em")
     refuse_under_launcher()  # one driver process; only the M-step runs under a launcher (training.launcher)

@@ -191,7 +191,9 @@ def write_report(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     data = collect(run_dir)
     write_text_atomic(run_dir / "report.json", json.dumps(data, indent=1))
-    write_text_atomic(run_dir / "report.md", render_markdown(data))
+    from rest_em.online.curves import write_training_curves  # online runs: reward.png and its section
+
+    write_text_atomic(run_dir / "report.md", render_markdown(data) + write_training_curves(run_dir))
     plot(data, run_dir / "metrics.png")
     logger.info("report written to %s", run_dir / "report.md")
     return run_dir / "report.md"
