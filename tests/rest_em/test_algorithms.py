@@ -287,3 +287,31 @@ def test_grpo_goes_to_the_online_module(setup, monkeypatch):
     monkeypatch.setitem(sys.modules, "rest_em_fake_online", fake)
     monkeypatch.setitem(algorithms.ONLINE, "grpo", ("rest_em_fake_online:run", "unused"))
     assert run(cfg) == Path("online-report.md")
+
+
+def test_compare_puts_runs_side_by_side_and_refuses_different_evaluations(setup, tmp_path, capsys):
+    from rest_em.cli import main
+
+    cfg_a, _, _ = setup("rest_em", lambda m, j, i: i == 0, iterations=1, name="a")
+    run(cfg_a)
+    cfg_b, _, _ = setup("hpt_gate", lambda m, j, i: i == 0 and j < 3, iterations=1, name="b")
+    run(cfg_b)
+    out = tmp_path / "cmp" / "compare.md"
+    assert main(["compare", str(cfg_a.run_dir()), str(cfg_b.run_dir()), "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert text == out.read_text() and (tmp_path / "cmp" / "compare.png").exists()
+    table = [line for line in text.splitlines() if line.startswith("| a |") or line.startswith("| b |")]
+    assert [line.split("|")[1:4] for line in table][:4] == [[" a ", " rest_em ", " 0 "], [" a ", " rest_em ", " 1 "],
+                                                           [" b ", " hpt_gate ", " 0 "], [" b ", " hpt_gate ", " 1 "]]
+    assert "greedy_pass@1 | pass@1 | pass@2 | maj@2 | train coverage | train rows" in text
+    assert "## Per level" in text and "## Wall time per run" in text
+    # hpt_gate's train rows count its references: 3 solved problems' samples + 3 references.
+    assert "| b | hpt_gate | 1 | " in text and "| 50.0 | 6 |" in text.split("| b | hpt_gate | 1 | ")[1].split("\n")[0]
+    cfg_c, _, _ = setup("rest_em", lambda m, j, i: i == 0, iterations=1, name="c", overrides=["eval.temperature=0.5"])
+    run(cfg_c)
+    assert main(["compare", str(cfg_a.run_dir()), str(cfg_c.run_dir())]) == 2
+    assert "eval.temperature: 1.0 -> 0.5" in capsys.readouterr().err
+    cfg_d, _, _ = setup("rest_em", lambda m, j, i: i == 0, iterations=1, name="d", overrides=["task.num_test=3"])
+    run(cfg_d)
+    assert main(["compare", str(cfg_a.run_dir()), str(cfg_d.run_dir())]) == 2
+    assert "task.num_test: 4 -> 3" in capsys.readouterr().err
