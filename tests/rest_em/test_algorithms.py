@@ -315,3 +315,19 @@ def test_compare_puts_runs_side_by_side_and_refuses_different_evaluations(setup,
     run(cfg_d)
     assert main(["compare", str(cfg_a.run_dir()), str(cfg_d.run_dir())]) == 2
     assert "task.num_test: 4 -> 3" in capsys.readouterr().err
+
+
+def test_reference_completions_of_math_and_code_tasks():
+    from rest_em.algorithms.hpt import reference_completion
+    from rest_em.config import TaskSection
+    from rest_em.tasks.base import Problem
+
+    code = load_task(TaskSection(name="code_embedded", num_train=3, num_test=1))
+    for p in code.train:
+        ref = reference_completion("code", p)
+        assert ref == p.solution and ref.startswith("```python\n") and ref.rstrip().endswith("```")
+    raw = Problem("apps-1", "Print 1.", {"tests": {}}, solution="print(1)\n")
+    assert reference_completion("code", raw) == "```python\nprint(1)\n```"
+    math = load_task(TaskSection(name="arithmetic", num_train=2, num_test=1))
+    assert all("\\boxed{" in reference_completion("math", p) for p in math.train)
+    assert reference_completion("math", Problem("x", "q", {}, solution=None)) is None
