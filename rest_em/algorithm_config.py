@@ -27,6 +27,17 @@ class HPTSection:
 
 
 @dataclass
+class RCRLSection:
+    incorrect_per_problem: int | None = opt(
+        None, "rcrl: most incorrect samples kept per problem, a seeded choice (`null` = all, as RCRL trains on every "
+        "sample); a small number balances the two reward tokens and bounds the M-step's cost")
+
+    def __post_init__(self) -> None:
+        if self.incorrect_per_problem is not None and self.incorrect_per_problem < 0:
+            raise ValueError(f"rcrl.incorrect_per_problem must be >= 0, got {self.incorrect_per_problem}")
+
+
+@dataclass
 class DPOSection:
     pairs_per_problem: int = opt(4, "dpo: most (correct, incorrect) pairs per problem, a seeded choice among all pairs "
                                  "of its distinct correct and incorrect samples")
@@ -51,6 +62,8 @@ def algorithm_warnings(cfg: Any) -> list[str]:
     out = []
     if cfg.algorithm != "hpt_gate" and cfg.hpt != HPTSection():
         out.append(f"hpt.* is set but algorithm is {cfg.algorithm}: it applies to hpt_gate only")
+    if cfg.algorithm != "rcrl" and cfg.rcrl != RCRLSection():
+        out.append(f"rcrl.* is set but algorithm is {cfg.algorithm}: it applies to rcrl only")
     if cfg.algorithm != "dpo" and cfg.dpo != DPOSection():
         out.append(f"dpo.* is set but algorithm is {cfg.algorithm}: it applies to dpo only")
     return out

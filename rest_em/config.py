@@ -23,7 +23,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
-from rest_em.algorithm_config import DPOSection, HPTSection, MStepSection
+from rest_em.algorithm_config import DPOSection, HPTSection, MStepSection, RCRLSection
 from rest_em.fields import opt
 from rest_em.training import TrainConfig
 
@@ -180,6 +180,7 @@ class Config:
         "rest_em", "the M-step over the E-step's verified samples: `rest_em` (Singh et al. 2023), `expert_iteration`, "
         "`rcrl`, `hpt_gate`, `dpo`; `grpo` is online RL with the same verifiers (docs/algorithms.md)")
     mstep: MStepSection = opt(help="where each M-step starts (every algorithm)", factory=MStepSection)
+    rcrl: RCRLSection = opt(help="the `rcrl` algorithm", factory=RCRLSection)
     hpt: HPTSection = opt(help="the `hpt_gate` algorithm", factory=HPTSection)
     dpo: DPOSection = opt(help="the `dpo` algorithm", factory=DPOSection)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import random
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,13 +139,15 @@ class RCRL(Algorithm):
     def own_rows(self, iteration: int, train: "ProblemSet", sft: Rows) -> tuple[Rows, dict[str, Any]]:
         d = self.rd.iter_dir(iteration)
         rows = reward_rows(read_rows(d / "samples.jsonl"), read_rows(d / "verdicts.jsonl"), train.prompts,
-                           self.cfg.filter.dedupe, iteration)
+                           self.cfg.filter.dedupe, iteration, self.cfg.rcrl.incorrect_per_problem, self.cfg.filter.seed)
         return rows, {"rows_correct": sum(r["reward"] == "correct" for r in rows),
                       "rows_incorrect": sum(r["reward"] == "incorrect" for r in rows)}
 
 
-def reward_rows(samples: Rows, verdicts: Rows, prompts: dict[str, str], dedupe: bool, iteration: int) -> Rows:
-    """One row per non-error sample: the prompt plus the token of its verdict -> the sample's text."""
+def reward_rows(samples: Rows, verdicts: Rows, prompts: dict[str, str], dedupe: bool, iteration: int,
+                incorrect_per_problem: int | None = None, seed: int = 0) -> Rows:
+    """One row per non-error sample: the prompt plus the token of its verdict -> the sample's text (at most
+    ``incorrect_per_problem`` incorrect ones per problem, a seeded choice, when it is set)."""
     verdict_of = {(v["problem_id"], v["sample_idx"]): v["verdict"] for v in verdicts}
     seen: set[tuple[str, str, str]] = set()
     rows = []
@@ -163,5 +166,11 @@ def reward_rows(samples: Rows, verdicts: Rows, prompts: dict[str, str], dedupe: 
         rows.append({"problem_id": s["problem_id"], "sample_idx": s["sample_idx"], "iteration": iteration,
                      "prompt": prompts[s["problem_id"]] + (CORRECT if verdict == "pass" else INCORRECT),
                      "completion": text, "reward": reward, "source": "sample"})
-    return rows
+    if incorrect_per_problem is None:
+        return rows
+    keep = set()
+    for pid in sorted({r["problem_id"] for r in rows}):
+        bad = [i for i, r in enumerate(rows) if r["problem_id"] == pid and r["reward"] == "incorrect"]
+        keep.update(random.Random(f"{seed}:{iteration}:{pid}").sample(bad, min(incorrect_per_problem, len(bad))))
+    return [r for i, r in enumerate(rows) if r["reward"] == "correct" or i in keep]
 

@@ -331,3 +331,19 @@ def test_reference_completions_of_math_and_code_tasks():
     math = load_task(TaskSection(name="arithmetic", num_train=2, num_test=1))
     assert all("\\boxed{" in reference_completion("math", p) for p in math.train)
     assert reference_completion("math", Problem("x", "q", {}, solution=None)) is None
+
+
+def test_rcrl_rows_keep_every_sample_unless_incorrect_ones_are_capped():
+    from rest_em.algorithms.rcrl import reward_rows
+
+    samples = [{"problem_id": p, "sample_idx": i, "text": f"{p} {i}"} for p in ("a", "b") for i in range(4)]
+    verdicts = [{"problem_id": s["problem_id"], "sample_idx": s["sample_idx"],
+                 "verdict": ["pass", "fail", "fail", "error"][s["sample_idx"]]} for s in samples]
+    prompts = {"a": "A", "b": "B"}
+    every = reward_rows(samples, verdicts, prompts, dedupe=True, iteration=1)
+    assert [(r["problem_id"], r["sample_idx"], r["prompt"]) for r in every] == [
+        ("a", 0, "A" + CORRECT), ("a", 1, "A" + INCORRECT), ("a", 2, "A" + INCORRECT),
+        ("b", 0, "B" + CORRECT), ("b", 1, "B" + INCORRECT), ("b", 2, "B" + INCORRECT)]
+    capped = reward_rows(samples, verdicts, prompts, dedupe=True, iteration=1, incorrect_per_problem=1, seed=0)
+    assert [r["reward"] for r in capped] == ["correct", "incorrect"] * 2
+    assert capped == reward_rows(samples, verdicts, prompts, True, 1, 1, 0)
