@@ -347,3 +347,51 @@ def test_rcrl_rows_keep_every_sample_unless_incorrect_ones_are_capped():
     capped = reward_rows(samples, verdicts, prompts, dedupe=True, iteration=1, incorrect_per_problem=1, seed=0)
     assert [r["reward"] for r in capped] == ["correct", "incorrect"] * 2
     assert capped == reward_rows(samples, verdicts, prompts, True, 1, 1, 0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm", ["dpo", "rcrl", "hpt_gate", "expert_iteration"])
+def test_kill_9_and_resume_with_real_training(tmp_path, tiny_model_dir, algorithm):
+    """The real sampler and trainer (TRL's DPOTrainer for dpo) on the tiny model, SIGKILLed during the first
+    M-step and again in iteration 2, then finished by rerunning the same command."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from test_loop import DRIVER  # the driver that stands in a fake verifier (pytest puts this folder on sys.path)
+
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    run_dir = tmp_path / "runs" / "kill"
+    cmd = [sys.executable, str(driver), "iterate", "--config", str(REPO / "configs" / "default.yaml"), "--iterations", "2",
+           f"model.path={tiny_model_dir}", f"run.output_dir={tmp_path / 'runs'}", "run.name=kill", "sampling.backend=hf",
+           "task.num_train=4", "task.num_test=3", "sampling.n=4", "sampling.max_tokens=6", "eval.max_tokens=6",
+           "eval.n=2", "eval.k_list=[1,2]", "eval.maj_k=2", "training.num_epochs=1", "training.per_device_batch_size=4",
+           "model.dtype=float32", "training.dtype=float32", f"algorithm={algorithm}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+
+    def run_until(path: Path | None, timeout_s: float = 300) -> None:
+        proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout_s
+        while proc.poll() is None and time.monotonic() < deadline:
+            if path is not None and path.exists():
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+                return
+            time.sleep(0.02)
+        out = proc.communicate(timeout=timeout_s)[0].decode()
+        assert path is None and proc.returncode == 0, out
+
+    run_until(run_dir / "iter_01" / ".done" / "dataset.json")  # killed as the first M-step starts
+    run_until(run_dir / "iter_02" / "samples.jsonl")  # killed again in iteration 2
+    run_until(None)
+    for t in (1, 2):
+        d = run_dir / f"iter_{t:02d}"
+        assert (d / "checkpoint" / "model.safetensors").exists()
+        keys = [json.dumps(r, sort_keys=True) for r in rows(d / "train_set.jsonl")]
+        assert keys and len(keys) == len(set(keys))
+    data = json.loads((run_dir / "report.json").read_text())
+    assert [e["iteration"] for e in data["iterations"]] == [0, 1, 2]
+    assert all(e["dataset"] for e in data["iterations"][1:])
+    assert not list(run_dir.rglob("*.tmp")) and not list(run_dir.rglob("*.partial"))
