@@ -395,3 +395,21 @@ def test_kill_9_and_resume_with_real_training(tmp_path, tiny_model_dir, algorith
     assert [e["iteration"] for e in data["iterations"]] == [0, 1, 2]
     assert all(e["dataset"] for e in data["iterations"][1:])
     assert not list(run_dir.rglob("*.tmp")) and not list(run_dir.rglob("*.partial"))
+
+
+def test_a_run_created_before_a_config_section_existed_resumes(setup):
+    import yaml
+
+    cfg, _, _ = setup("rest_em", lambda m, j, i: i == 0, iterations=1)
+    run(cfg)
+    path = cfg.run_dir() / "config.yaml"
+    saved = yaml.safe_load(path.read_text())
+    for key in ("mstep", "hpt", "dpo", "rcrl"):
+        saved.pop(key)
+    saved["filter"].pop("accumulate")
+    path.write_text(yaml.safe_dump(saved))
+    RunDir.open(cfg)  # the keys it lacks have their defaults in cfg: the same run
+    path.write_text(yaml.safe_dump({k: v for k, v in saved.items() if k != "dpo"}))
+    cfg.dpo.beta = 0.5
+    with pytest.raises(ConfigError, match=r"dpo.beta: 0.1 -> 0.5"):
+        RunDir.open(cfg)
