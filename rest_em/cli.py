@@ -24,7 +24,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from rest_em import __version__
 
 # (module under rest_em.commands) in the order `--help` lists them.
-_COMMANDS = ("verify", "iterate", "report", "serve_verifier", "setup_model", "sandbox_image")
+_COMMANDS = ("verify", "iterate", "report", "compare", "serve_verifier", "setup_model", "sandbox_image")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,6 +23,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from rest_em.algorithm_config import DPOSection, HPTSection, MStepSection, RCRLSection
 from rest_em.fields import opt
 from rest_em.training import TrainConfig
 
@@ -183,6 +184,9 @@ class FilterSection:
     cap: int = opt(10, "most correct solutions kept per problem (paper: 10)")
     dedupe: bool = opt(True, "identical solutions of one problem (after stripping whitespace) count once")
     seed: int = opt(0, "the seeded random choice under the cap")
+    accumulate: bool | None = opt(None, "train on the union of the correct, deduplicated samples of every iteration so "
+                                  "far, not this iteration's only; `null` = the algorithm's preset (`true` for "
+                                  "expert_iteration, else `false`)")
 
 
 @dataclass
@@ -284,6 +288,10 @@ class Config:
     algorithm: Literal["rest_em", "expert_iteration", "rcrl", "hpt_gate", "dpo", "grpo"] = opt(
         "rest_em", "the M-step over the E-step's verified samples: `rest_em` (Singh et al. 2023), `expert_iteration`, "
         "`rcrl`, `hpt_gate`, `dpo`; `grpo` is online RL with the same verifiers (docs/algorithms.md)")
+    mstep: MStepSection = opt(help="where each M-step starts (every algorithm)", factory=MStepSection)
+    rcrl: RCRLSection = opt(help="the `rcrl` algorithm", factory=RCRLSection)
+    hpt: HPTSection = opt(help="the `hpt_gate` algorithm", factory=HPTSection)
+    dpo: DPOSection = opt(help="the `dpo` algorithm", factory=DPOSection)
 
     def run_dir(self) -> Path:
         return Path(self.run.output_dir).expanduser() / self.run.name
@@ -331,7 +339,9 @@ class Config:
             out.append(f"grpo.* is set but algorithm is {self.algorithm}: it has no effect")
         if self.training.backend != "deepspeed" and self.training.deepspeed_config:
             out.append("training.deepspeed_config is set but training.backend is not deepspeed")
-        return out
+        from rest_em.algorithm_config import algorithm_warnings
+
+        return out + algorithm_warnings(self)
 
 
 # --------------------------------------------------------------------------- loading

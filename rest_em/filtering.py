@@ -9,7 +9,8 @@
 3. At most ``cap`` solutions per problem, drawn at random with a seed derived from ``seed``,
    ``iteration`` and the problem id (so a problem's choice does not depend on the others).
 
-SFT rows: ``{problem_id, sample_idx, iteration, prompt, completion}``, ordered by problem then sample.
+SFT rows: ``{problem_id, sample_idx, iteration, prompt, completion, source}``, ordered by problem then sample
+(``source: sample``; algorithms that add reference solutions mark those ``reference``).
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def build_sft_set(
             kept = sorted(rng.sample(kept, cap), key=lambda s: s["sample_idx"])
         for s in kept:
             rows.append({"problem_id": pid, "sample_idx": s["sample_idx"], "iteration": iteration,
-                         "prompt": prompts[pid], "completion": s["text"]})
+                         "prompt": prompts[pid], "completion": s["text"], "source": "sample"})
     stats = FilterStats(len(problems), num_samples, dict(counts), dict(error_reasons), len(correct),
                         duplicates, capped, len(rows))
     return rows, stats

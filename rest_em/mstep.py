@@ -58,27 +58,30 @@ class MStepResult:
 
 def m_step(
     rd: RunDir, iteration: int, init: Path, rows: Sequence[dict[str, Any]], trainer: Trainer,
-    free_memory: Callable[[], None] = lambda: None,
+    free_memory: Callable[[], None] = lambda: None, stage: str = "train", dirname: str = "checkpoint",
+    empty_reason: str = "no correct samples",
 ) -> MStepResult:
-    """Train ``init`` on ``rows`` into ``iter_NN/checkpoint`` (resumable stage ``train``).
+    """Train ``init`` on ``rows`` into ``iter_NN/<dirname>`` (resumable stage ``stage``).
 
     ``free_memory`` is called just before training starts (the loop closes a GPU sampler, whose engine
-    would otherwise hold the memory the trainer needs).
+    would otherwise hold the memory the trainer needs). ``stage`` and ``dirname`` name a second
+    training stage of one iteration (DPO's SFT start, ``sft_train`` into ``sft_checkpoint``).
     """
-    checkpoint = rd.iter_dir(iteration) / "checkpoint"
-    info = rd.info(iteration, "train")
+    checkpoint = rd.iter_dir(iteration) / dirname
+    info = rd.info(iteration, stage)
     if info is not None:
         return MStepResult(None, True, info.get("reason")) if info.get("skipped") else MStepResult(checkpoint, False)
     if not rows:
-        reason = "no correct samples"
-        logger.warning("iteration %d: the E-step found no correct solution; nothing to train on", iteration)
-        rd.mark(iteration, "train", {"skipped": True, "reason": reason, "seconds": 0.0})
+        reason = empty_reason
+        logger.warning("iteration %d: %s; nothing to train on", iteration,
+                       "the E-step found no correct solution" if reason == "no correct samples" else reason)
+        rd.mark(iteration, stage, {"skipped": True, "reason": reason, "seconds": 0.0, "base_model": str(init)})
         return MStepResult(None, True, reason)
     free_memory()
     if checkpoint.exists():  # left by a run killed after the checkpoint landed but before the marker
         shutil.rmtree(checkpoint)
     result = trainer.train(init, rows, checkpoint)
-    rd.mark(iteration, "train", {"skipped": False, "base_model": str(init), "steps": result.steps,
+    rd.mark(iteration, stage, {"skipped": False, "base_model": str(init), "steps": result.steps,
                                  "train_loss": result.train_loss, "seconds": result.seconds,
                                  "tokens_per_s": result.tokens_per_s, "num_examples": result.num_examples})
     logger.info("M-step %d: %d examples, %d steps, loss %s, %.0f s", iteration, result.num_examples, result.steps,

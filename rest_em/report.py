@@ -42,8 +42,9 @@ def collect(run_dir: Path) -> dict[str, Any]:
         elif train is None:
             policy = "(M-step not finished)"
         elif train.get("skipped"):
-            policy = "base model (M-step skipped)"
-            notes.append(f"iteration {t}: M-step skipped ({train.get('reason')}); the base model is this iteration's policy")
+            start = _policy_name(run_dir, train.get("base_model"))
+            policy = f"{start} (M-step skipped)"
+            notes.append(f"iteration {t}: M-step skipped ({train.get('reason')}); the {start} is this iteration's policy")
         else:
             policy = f"iter_{t:02d}/checkpoint"
         stage = {name: rd.info(t, name) or {} for name in ("samples", "verdicts", "eval_samples", "transfer_samples")}
@@ -56,7 +57,8 @@ def collect(run_dir: Path) -> dict[str, Any]:
                 "coverage": filt["coverage"], "problems_with_pass": filt["problems_with_pass"],
                 "num_problems": filt["num_problems"], "sft_size": filt["num_kept"], "verdicts": filt["verdicts"],
                 "error_reasons": filt["error_reasons"], "duplicates_dropped": filt["duplicates_dropped"],
-                "capped_dropped": filt["capped_dropped"]},
+                "capped_dropped": filt["capped_dropped"]} | (
+                {"sft_size": rd.info(t, "dataset")["num_rows"]} if rd.done(t, "dataset") else {}),
             "timing": {
                 "estep_sampling_s": stage["samples"].get("seconds"),
                 "estep_tokens_per_s": stage["samples"].get("tokens_per_s"),
@@ -69,12 +71,24 @@ def collect(run_dir: Path) -> dict[str, Any]:
             },
             "notes": notes,
             "estep_reasons": _estep_reasons(run_dir, t),
+            # the M-step's own rows where the algorithm has them (rest_em/algorithms/): counts by source, pairs
+            "dataset": {k: v for k, v in (rd.info(t, "dataset") or {}).items() if k not in ("finished_at", "seconds")}
+            or None,
         })
     ev = cfg.get("eval", {})
     return {"run": cfg.get("run", {}).get("name"), "run_dir": str(run_dir), "task": cfg.get("task", {}).get("name"),
+            "algorithm": cfg.get("algorithm", "rest_em"),
             "transfer_task": cfg.get("task", {}).get("transfer", {}).get("name"),
             "model": cfg.get("model", {}).get("path"), "k_list": ev.get("k_list", []) if ev.get("n") else [],
             "maj_k": ev.get("maj_k") if ev.get("n") else None, "iterations": entries}
+
+
+def _policy_name(run_dir: Path, path: str | None) -> str:
+    """``iter_NN/checkpoint`` for a model inside the run directory, else ``base model``."""
+    try:
+        return str(Path(path).resolve().relative_to(Path(run_dir).resolve())) if path else "base model"
+    except ValueError:
+        return "base model"
 
 
 def _pct(x: Any) -> str:
@@ -125,6 +139,15 @@ def render_markdown(data: dict[str, Any]) -> str:
         for e in data["iterations"]:
             m = e["transfer"] or {}
             lines.append(f"| {e['iteration']} | {m.get('num_problems', '—')} | " + " | ".join(_pct(m.get(k)) for k in keys) + " |")
+    datasets = [(e["iteration"], e["dataset"]) for e in data["iterations"] if e.get("dataset")]
+    if datasets:
+        lines += ["", f"## Training set (`{data.get('algorithm')}`)", "", "| iter | rows | by source | counts |",
+                  "|---|---|---|---|"]
+        for t, ds in datasets:
+            rest = {k: v for k, v in ds.items() if k not in ("num_rows", "sources")}
+            lines.append(f"| {t} | {ds.get('num_rows', '—')} | "
+                         + ", ".join(f"{k} {v}" for k, v in (ds.get("sources") or {}).items())
+                         + " | " + ", ".join(f"{k} {v}" for k, v in rest.items()) + " |")
     lines += _reason_lines(data)
     notes = [n for e in data["iterations"] for n in e["notes"]]
     if notes:

@@ -49,6 +49,8 @@ class RunDir:
         if path.exists():
             saved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
             saved.pop("meta", None)
+            # A key added to the schema after the run was created takes its default there.
+            saved = _with_defaults(saved, config_to_dict(Config()))
             diffs = [d for d in config_differences(saved, current) if d.split(":")[0] not in RESUMABLE_KEYS]
             if diffs:
                 raise ConfigError(
@@ -114,6 +116,16 @@ class RunDir:
             if p.is_dir() and suffix.isdigit():
                 out.append(int(suffix))
         return sorted(out)
+
+
+def _with_defaults(saved: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    out = dict(saved)
+    for key, value in defaults.items():
+        if key not in out:
+            out[key] = value
+        elif isinstance(value, dict) and isinstance(out[key], dict):
+            out[key] = _with_defaults(out[key], value)
+    return out
 
 
 def read_rows(path: Path) -> Rows:

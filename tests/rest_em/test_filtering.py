@@ -29,7 +29,8 @@ def test_errors_are_counted_and_never_kept():
     assert stats.error_reasons == {"unparseable_reference": 2}
     assert stats.problems_with_pass == 1 and stats.num_problems == 3
     assert stats.coverage == pytest.approx(1 / 3)
-    assert sft[0] == {"problem_id": "a", "sample_idx": 1, "iteration": 1, "prompt": "PA", "completion": "y"}
+    assert sft[0] == {"problem_id": "a", "sample_idx": 1, "iteration": 1, "prompt": "PA", "completion": "y",
+                      "source": "sample"}
 
 
 def test_dedupe_keeps_the_first_copy():

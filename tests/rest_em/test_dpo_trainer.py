@@ -1,0 +1,28 @@
+"""A real DPO M-step on the tiny model through TRL's DPOTrainer: the checkpoint is a Hugging Face model in
+safetensors that transformers loads, its weights moved, and the trainer reports its steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rest_em.algorithm_config import DPOSection
+from rest_em.algorithms.dpo_trainer import TRLDPOTrainer
+from rest_em.training import TrainConfig
+
+
+def test_one_real_dpo_step_writes_a_loadable_safetensors_checkpoint(tmp_path, tiny_model_dir, chat_prompts):
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    pairs = [{"problem_id": f"p{i}", "prompt": prompt, "chosen": "The answer is \\boxed{5}.", "rejected": "I think 6."}
+             for i, prompt in enumerate(chat_prompts[:2])]
+    config = TrainConfig(num_epochs=1, per_device_batch_size=2, learning_rate=1e-3, max_seq_len=64, dtype="float32")
+    out = tmp_path / "iter_01" / "checkpoint"
+    result = TRLDPOTrainer(config, DPOSection(beta=0.1)).train(Path(tiny_model_dir), pairs, out)
+    assert result.steps == 1 and result.num_examples == 2 and result.train_loss is not None
+    assert (out / "model.safetensors").exists() and (out / "tokenizer_config.json").exists()
+    assert not (out.parent / ".checkpoint.partial").exists()
+    before = load_file(str(Path(tiny_model_dir) / "model.safetensors"))
+    after = load_file(str(out / "model.safetensors"))
+    assert any((before[k] != after[k]).any() for k in before if k in after)
+    AutoModelForCausalLM.from_pretrained(str(out))
