@@ -23,9 +23,9 @@ import hmac
 import logging
 import os
 import time
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -133,6 +133,28 @@ def _stop(state: ServiceState) -> None:
     logger.info("verifier service stopped")
 
 
+@contextmanager
+def _admitted(state: Any, limits: Limits, count: int, noun: str) -> Iterator[None]:
+    """Admit ``count`` queued units (items or pairs) or answer 503 queue_full; count the request in flight."""
+    if not state.admission.try_admit(count):
+        retry_after = state.admission.retry_after_s()
+        state.metrics.rejections.labels(reason="queue_full").inc()
+        raise ServiceError(503, ErrorResponse(
+            error="queue_full",
+            message=(f"{state.admission.depth} items are queued; {count} more {noun} would pass the limit "
+                     f"max_queue_items={limits.max_queue_items}; retry in {retry_after} s"),
+            limit="max_queue_items",
+        ), {"Retry-After": str(retry_after)})
+    state.in_flight += 1
+    state.metrics.in_flight.inc()
+    try:
+        yield
+    finally:
+        state.admission.release(count)
+        state.in_flight -= 1
+        state.metrics.in_flight.dec()
+
+
 def create_app(settings: ServiceSettings | None = None, verifier_factory: VerifierFactory = get_verifier) -> FastAPI:
     """The service app. ``verifier_factory(domain, **options)`` builds each domain's verifier."""
     settings = settings or ServiceSettings(token=ServiceSettings.token_from_env())
@@ -194,23 +216,8 @@ def create_app(settings: ServiceSettings | None = None, verifier_factory: Verifi
         started = time.perf_counter()
         items = body.items
         _check_limits(items, limits, state)
-        if not state.admission.try_admit(len(items)):
-            retry_after = state.admission.retry_after_s()
-            state.metrics.rejections.labels(reason="queue_full").inc()
-            raise ServiceError(503, ErrorResponse(
-                error="queue_full",
-                message=(f"{state.admission.depth} items are queued; {len(items)} more would pass the limit "
-                         f"max_queue_items={limits.max_queue_items}; retry in {retry_after} s"),
-                limit="max_queue_items",
-            ), {"Retry-After": str(retry_after)})
-        state.in_flight += 1
-        state.metrics.in_flight.inc()
-        try:
+        with _admitted(state, limits, len(items), "items"):
             results = await _verify_admitted(items, state, request.is_disconnected)
-        finally:
-            state.admission.release(len(items))
-            state.in_flight -= 1
-            state.metrics.in_flight.dec()
         return VerifyResponse(results=results, elapsed_s=time.perf_counter() - started)
 
     @app.post("/v1/equivalent", response_model=EquivalentResponse, responses=error_responses,
@@ -226,24 +233,9 @@ def create_app(settings: ServiceSettings | None = None, verifier_factory: Verifi
             why = "this replica does not serve math" if lane is None else (lane.unavailable_reason or "no equivalent_batch")
             raise ServiceError(503, ErrorResponse(error="verifier_unavailable",
                                                   message=f"no math verifier to compare answers with: {why}"))
-        if not state.admission.try_admit(len(pairs)):
-            retry_after = state.admission.retry_after_s()
-            state.metrics.rejections.labels(reason="queue_full").inc()
-            raise ServiceError(503, ErrorResponse(
-                error="queue_full",
-                message=(f"{state.admission.depth} items are queued; {len(pairs)} more pairs would pass the limit "
-                         f"max_queue_items={limits.max_queue_items}; retry in {retry_after} s"),
-                limit="max_queue_items",
-            ), {"Retry-After": str(retry_after)})
-        state.in_flight += 1
-        state.metrics.in_flight.inc()
-        try:
+        with _admitted(state, limits, len(pairs), "pairs"):
             assert state.dispatcher is not None, "the app's lifespan has not run"
             answers = await state.dispatcher.equivalent(pairs, request.is_disconnected)
-        finally:
-            state.admission.release(len(pairs))
-            state.in_flight -= 1
-            state.metrics.in_flight.dec()
         if answers is None:  # the caller went away; nobody reads this
             return Response(status_code=499)
         return EquivalentResponse(equivalent=answers, elapsed_s=time.perf_counter() - started)
