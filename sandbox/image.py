@@ -269,12 +269,18 @@ def ensure_image(client: Any = None, method: str = "offline", force: bool = Fals
     return tag
 
 
+# Sandbox images of other sources kept besides the current one. Several checkouts (or virtual
+# environments) sharing one Docker engine each build their own tag; removing every other tag would
+# delete an image another checkout just built and is about to start containers from.
+KEEP_OTHER_IMAGES = 3
+
+
 def _remove_older(client: Any, keep: str) -> None:
-    """Remove sandbox images of earlier sources (each is ~130 MB). Docker refuses to remove one that a
-    container still uses, so a pool running an older image elsewhere keeps it."""
-    for img in client.images.list(name=REPOSITORY):
-        if keep in img.tags:
-            continue
+    """Remove sandbox images of earlier sources (each is ~130 MB), all but the ``KEEP_OTHER_IMAGES``
+    newest. Docker refuses to remove one that a container still uses, so a pool running it keeps it."""
+    others = [img for img in client.images.list(name=REPOSITORY) if keep not in img.tags]
+    others.sort(key=lambda img: img.attrs.get("Created", ""), reverse=True)
+    for img in others[KEEP_OTHER_IMAGES:]:
         try:
             client.images.remove(img.id)
             log.info("removed old sandbox image %s", ", ".join(img.tags) or img.short_id)

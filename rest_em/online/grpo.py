@@ -75,8 +75,10 @@ def run(cfg: Config) -> Path:
     rd = RunDir.open(cfg)
     base = cfg.model_path()
     sets, samplers = build_problem_sets(cfg, base), Samplers(cfg)
-    if not sets.train.problems:
-        raise ConfigError("grpo needs train problems (task.num_train is 0)")
+    if len(sets.train.problems) < cfg.grpo.prompts_per_step:
+        # TRL drops an incomplete last batch: fewer problems than one step's prompts would train no step.
+        raise ConfigError(f"grpo needs at least grpo.prompts_per_step={cfg.grpo.prompts_per_step} train problems; "
+                          f"the task has {len(sets.train.problems)} (raise task.num_train or lower grpo.prompts_per_step)")
     work = rd.root / "grpo"
 
     def evaluate_all(t: int, policy: Policy) -> None:

@@ -50,15 +50,19 @@ def _trace_batches(directory: Path, rank: int, world: int) -> None:
 
     from rest_em.training import trainer as trainer_mod
 
-    base = trainer_mod.CompletionOnlyCollator
     batches: list[list[str]] = []
 
-    class Tracing(base):  # type: ignore[misc, valid-type]
-        def __call__(self, features):
-            batches.append([fingerprint(f) for f in features])
-            return super().__call__(features)
+    def tracing(base: type) -> type:
+        class Tracing(base):  # type: ignore[misc, valid-type]
+            def __call__(self, features):
+                batches.append([fingerprint(f) for f in features])
+                return super().__call__(features)
 
-    trainer_mod.CompletionOnlyCollator = Tracing
+        return Tracing
+
+    # Whichever collator the trainer builds (padded or packed) records its batches.
+    trainer_mod.CompletionOnlyCollator = tracing(trainer_mod.CompletionOnlyCollator)
+    trainer_mod.PackedCompletionCollator = tracing(trainer_mod.PackedCompletionCollator)
     directory.mkdir(parents=True, exist_ok=True)
 
     def dump() -> None:

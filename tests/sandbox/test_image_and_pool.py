@@ -123,3 +123,31 @@ def test_close_removes_every_container(docker_client, sandbox_image):
     p.close()  # idempotent
     for cid in ids:
         assert not docker_client.containers.list(all=True, filters={"id": cid})
+
+
+def test_old_images_are_pruned_but_other_checkouts_newest_survive():
+    """Checkouts sharing one engine build their own tags; a build keeps the newest others (no race)."""
+    from sandbox import image
+
+    class Img:
+        def __init__(self, tag, created):
+            self.tags, self.id, self.short_id, self.attrs = [tag], tag, tag, {"Created": created}
+
+    class Images:
+        def __init__(self):
+            self.removed = []
+            self.all = [Img(f"{image.REPOSITORY}:t{i}", f"2026-12-02T10:0{i}:00Z") for i in range(6)]
+
+        def list(self, name):
+            return [i for i in self.all if i.id not in self.removed]
+
+        def remove(self, img_id):
+            self.removed.append(img_id)
+
+    class Client:
+        images = Images()
+
+    client = Client()
+    image._remove_older(client, keep=f"{image.REPOSITORY}:t0")
+    # t0 is current; of t1..t5 the KEEP_OTHER_IMAGES newest (t5, t4, t3) stay.
+    assert sorted(client.images.removed) == [f"{image.REPOSITORY}:t1", f"{image.REPOSITORY}:t2"]
