@@ -139,9 +139,15 @@ def offline_entries() -> list[Entry]:
 
 
 def content_hash(entries: list[Entry], method: str) -> str:
+    """The image tag's hash: every entry but compiled ``.pyc`` files. The interpreter writes new stdlib
+    ``.pyc`` files whenever a process first imports a module (as root it may), so hashing them made the
+    tag change mid-run and a later build delete the image a running test session used; a ``.pyc`` only
+    caches its ``.py``, which is hashed."""
     h = hashlib.sha256()
     h.update(f"builder {BUILDER_VERSION} method {method} python {sys.version}\n".encode())
     for e in entries:
+        if e.arcname.endswith(".pyc"):
+            continue
         h.update(e.fingerprint().encode() + b"\n")
     return h.hexdigest()[:16]
 

@@ -151,3 +151,14 @@ def test_old_images_are_pruned_but_other_checkouts_newest_survive():
     image._remove_older(client, keep=f"{image.REPOSITORY}:t0")
     # t0 is current; of t1..t5 the KEEP_OTHER_IMAGES newest (t5, t4, t3) stay.
     assert sorted(client.images.removed) == [f"{image.REPOSITORY}:t1", f"{image.REPOSITORY}:t2"]
+
+
+def test_a_new_stdlib_pyc_does_not_change_the_image_tag():
+    """Importing a module for the first time writes a .pyc into the stdlib: the tag must not move."""
+    from sandbox.image import Entry, content_hash
+
+    base = [Entry("usr/local/lib/python3/os.py", data=b"x = 1\n")]
+    grown = base + [Entry("usr/local/lib/python3/__pycache__/os.cpython-311.pyc", data=b"\x00compiled")]
+    assert content_hash(base, "offline") == content_hash(grown, "offline")
+    changed = [Entry("usr/local/lib/python3/os.py", data=b"x = 2\n")]
+    assert content_hash(changed, "offline") != content_hash(base, "offline")
