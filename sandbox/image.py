@@ -146,7 +146,7 @@ def content_hash(entries: list[Entry], method: str) -> str:
     h = hashlib.sha256()
     h.update(f"builder {BUILDER_VERSION} method {method} python {sys.version}\n".encode())
     for e in entries:
-        if e.arcname.endswith(".pyc"):
+        if e.arcname.endswith(".pyc") or "/__pycache__/" in e.arcname:  # also the interpreter's temp .pyc files
             continue
         h.update(e.fingerprint().encode() + b"\n")
     return h.hexdigest()[:16]
