@@ -59,7 +59,9 @@ class ModelSection:
     prompt_style: Literal["auto", "chat", "fewshot"] = opt(
         "auto", "`chat` (the tokenizer's chat template), `fewshot` (text prompts with `task.num_fewshot` solved "
         "examples, for base models), `auto` = `chat` when the tokenizer has a chat template")
-    dtype: str = opt("auto", "sampling dtype: `auto`, `float32`, `bfloat16`, `float16`")
+    dtype: str = opt("auto", "sampling dtype: `auto` = bfloat16 on GPUs and on CPUs with bfloat16 instructions "
+                     "(AVX512-BF16, AMX), float32 on other CPUs (emulated bfloat16 is several times slower); "
+                     "`float32`, `bfloat16`, `float16`")
 
 
 @dataclass
@@ -244,8 +246,8 @@ class GRPOSection:
                                                  "installed and a GPU is present, else transformers")
     vllm_gpu_memory_utilization: float = opt(0.3, "vLLM's share of GPU memory beside the trainer (TRL's default)")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = opt(
-        "auto", "`auto` = float32 on CPU, bfloat16 mixed precision on GPUs that have it; `bfloat16`/`float16` "
-        "mixed precision")
+        "auto", "`auto` = bfloat16 mixed precision on GPUs and CPUs that have it (AVX512-BF16, AMX), else "
+        "float32 on CPU; `bfloat16`/`float16` mixed precision")
     gradient_checkpointing: bool = opt(True, "recompute activations to save memory (TRL's default; slower)")
     seed: int = opt(0, "trainer seed (data order, sampling)")
     report_to: list[str] | None = opt(None, "logging integrations (`tensorboard`, `wandb`, ...); `null` = "

@@ -38,8 +38,9 @@ class TrainConfig:
     warmup_ratio: float = opt(0.0, "share of steps spent warming up the learning rate")
     weight_decay: float = opt(0.0, "AdamW weight decay")
     lr_scheduler: str = opt("constant", "a transformers scheduler name (`constant`, `cosine`, `linear`, ...)")
-    dtype: str = opt("auto", "`auto` = float32 on CPU, bfloat16 on GPUs that have it; `float32`, `bfloat16` "
-                     "(mixed precision), `float16` (GPUs)")
+    dtype: str = opt("auto", "`auto` = bfloat16 mixed precision on GPUs and CPUs that have bfloat16 "
+                     "instructions (AVX512-BF16, AMX), else float32 on CPU (float16 on older GPUs); `float32`, "
+                     "`bfloat16` (mixed precision), `float16` (GPUs)")
     early_stopping: bool = opt(False, "stop when the loss on a validation split stops improving (paper)")
     val_fraction: float = opt(0.1, "share of problems held out for early stopping")
     early_stopping_patience: int = opt(1, "evaluations without improvement before stopping")

@@ -144,7 +144,7 @@ def test_engine_settings_left_unset_reach_no_backend():
 
     options = Samplers(load_config(REPO / "configs" / "default.yaml")).engine_options()
     assert "gpu_memory_utilization" not in options and "enforce_eager" not in options
-    assert options["batch_size"] == 64 and options["dtype"] == "bfloat16"
+    assert options["batch_size"] == 64 and options["dtype"] == "auto"
 
 
 def test_task_extraction_reaches_the_code_loaders():
