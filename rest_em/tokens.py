@@ -8,6 +8,7 @@ No heavy import at module level: torch is imported inside the functions that nee
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 
@@ -32,51 +33,58 @@ def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
     Without them (AVX2-only x86 such as many AMD EPYC and older Intel parts) bfloat16 is emulated and
     many times *slower* than float32 (on a 2-core AMD EPYC with AVX2 only: vLLM sampled 20 tokens/s in
     bfloat16 against 120 in float32, and the M-step trained 5 tokens/s against 82), so ``dtype: auto``
-    picks float32 there. ``REST_EM_CPU_BF16=0|1``
-    overrides the detection. Reads ``/proc/cpuinfo`` (Linux); elsewhere answers False.
+    picks float32 there. ``REST_EM_CPU_BF16=0|1`` overrides the detection. Reads ``/proc/cpuinfo``
+    (Linux, once per process); elsewhere answers False.
     """
     forced = os.environ.get("REST_EM_CPU_BF16", "").strip()
     if forced in ("0", "1"):
         return forced == "1"
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-                cpuinfo = f.read()
-        except OSError:
-            return False
+    flags = _cpu_flags() if cpuinfo is None else _parse_cpu_flags(cpuinfo)
+    return bool(NATIVE_BF16_FLAGS & flags)
+
+
+def _parse_cpu_flags(cpuinfo: str) -> frozenset[str]:
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
         if key.strip() in ("flags", "Features"):
-            return bool(NATIVE_BF16_FLAGS & set(value.split()))
-    return False
+            return frozenset(value.split())
+    return frozenset()
 
 
-def auto_dtype_name(device: str) -> str:
-    """What ``dtype: auto`` means on ``device``: bfloat16 on CUDA GPUs that support it (else float16);
-    on CPUs bfloat16 where the CPU has bfloat16 instructions, else float32 (:func:`cpu_has_native_bf16`)."""
-    if device.startswith("cuda"):
-        import torch
+@functools.cache
+def _cpu_flags() -> frozenset[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            return _parse_cpu_flags(f.read())
+    except OSError:
+        return frozenset()
 
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-    return "bfloat16" if cpu_has_native_bf16() else "float32"
 
+def resolve_dtype_name(dtype: str, device: str, where: str = "dtype") -> str:
+    """The dtype a setting means on ``device``. ``"auto"``: bfloat16 on CUDA GPUs that support it (else
+    float16); on CPUs bfloat16 where the CPU has bfloat16 instructions, else float32
+    (:func:`cpu_has_native_bf16`). An explicit name is kept; an explicit bfloat16 on a CPU that only
+    emulates it is logged as a warning naming ``where``."""
+    if dtype == "auto":
+        if device.startswith("cuda"):
+            import torch
 
-def warn_if_emulated_bf16(dtype: str, where: str) -> None:
-    """Log a warning when ``dtype`` is an explicit bfloat16 on a CPU that only emulates it."""
-    if dtype == "bfloat16" and not cpu_has_native_bf16():
+            return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        return "bfloat16" if cpu_has_native_bf16() else "float32"
+    if dtype == "bfloat16" and not device.startswith("cuda") and not cpu_has_native_bf16():
         logger.warning("%s: dtype bfloat16 on a CPU without bfloat16 instructions is emulated and many times slower "
                        "than float32 (measured 6x when sampling, 16x when training); set it to auto or float32",
                        where)
+    return dtype
 
 
-def resolve_dtype(dtype: str, device: str):
-    """The torch dtype of a dtype name; ``"auto"`` as :func:`auto_dtype_name` says."""
+def resolve_dtype(dtype: str, device: str, where: str = "dtype"):
+    """The torch dtype of a dtype setting (:func:`resolve_dtype_name`)."""
     import torch
 
-    if dtype == "auto":
-        dtype = auto_dtype_name(device)
+    name = resolve_dtype_name(dtype, device, where)
     try:
-        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
     except KeyError:
         raise ValueError(f"unknown dtype {dtype!r}; expected auto, float32, bfloat16 or float16") from None
 

@@ -219,14 +219,10 @@ def precision_flags(dtype: str) -> dict[str, bool]:
     cuda = torch.cuda.is_available()
     if dtype == "float16" and not cuda:
         raise ConfigError("grpo.dtype=float16 needs a GPU; use float32 or bfloat16 on CPU")
-    if dtype == "auto":  # bf16 where the GPU or the CPU computes in it natively, else fp16 (GPU) / fp32 (CPU)
-        from rest_em.tokens import auto_dtype_name
+    from rest_em.tokens import resolve_dtype_name
 
-        dtype = auto_dtype_name("cuda" if cuda else "cpu")
-    elif not cuda:
-        from rest_em.tokens import warn_if_emulated_bf16
-
-        warn_if_emulated_bf16(dtype, "grpo.dtype")
+    # auto: bf16 where the GPU or the CPU computes in it natively, else fp16 (GPU) / fp32 (CPU)
+    dtype = resolve_dtype_name(dtype, "cuda" if cuda else "cpu", "grpo.dtype")
     return {"bf16": dtype == "bfloat16", "fp16": dtype == "float16", "use_cpu": not cuda}
 
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 
 from rest_em.sampling.params import Completion, SampleParams, truncate_at_stop
-from rest_em.tokens import available_cpus, encode_prompt, eos_token_ids, resolve_dtype, warn_if_emulated_bf16
+from rest_em.tokens import available_cpus, encode_prompt, eos_token_ids, resolve_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +48,7 @@ class HFSampler:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if self.device == "cpu":
             torch.set_num_threads(num_threads or available_cpus())
-            warn_if_emulated_bf16(dtype, "sampling dtype (transformers)")
-        self.dtype = resolve_dtype(dtype, self.device)
+        self.dtype = resolve_dtype(dtype, self.device, "sampling dtype (transformers)")
         self.batch_size = batch_size
         self.model_path = model_path
         t0 = time.perf_counter()

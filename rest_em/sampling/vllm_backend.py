@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rest_em.sampling.params import Completion, SampleParams
-from rest_em.tokens import auto_dtype_name, warn_if_emulated_bf16
+from rest_em.tokens import resolve_dtype_name
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def engine_kwargs(
         "model": model_path,
         # "auto" on CPU as in the transformers backend: bfloat16 only where the CPU has bfloat16
         # instructions, else float32 (vLLM's own auto picks bfloat16, emulated and slow on AVX2 CPUs).
-        "dtype": auto_dtype_name("cpu") if (cpu and dtype == "auto") else dtype,
+        "dtype": resolve_dtype_name(dtype, "cpu", "sampling dtype (vLLM)") if cpu else dtype,
         "tensor_parallel_size": tensor_parallel_size,
         "enable_prefix_caching": enable_prefix_caching,
         "seed": seed,
@@ -88,7 +88,6 @@ def engine_kwargs(
     }
     if cpu:
         kwargs.update(CPU_DEFAULTS)
-        warn_if_emulated_bf16(dtype, "sampling dtype (vLLM)")
     if gpu_memory_utilization is not None:
         kwargs["gpu_memory_utilization"] = gpu_memory_utilization
     if enforce_eager is not None:

@@ -60,13 +60,10 @@ def split_train_val(examples: Sequence[dict], val_fraction: float, seed: int) ->
 
 def _precision_flags(dtype: str, cuda: bool) -> dict:
     """TrainingArguments precision for "auto": bf16 (else fp16) mixed precision on GPUs, bf16 mixed
-    precision on CPUs with bfloat16 instructions, fp32 on other CPUs (``rest_em.tokens.auto_dtype_name``)."""
-    from rest_em.tokens import auto_dtype_name, warn_if_emulated_bf16
+    precision on CPUs with bfloat16 instructions, fp32 on other CPUs (``rest_em.tokens.resolve_dtype_name``)."""
+    from rest_em.tokens import resolve_dtype_name
 
-    if dtype == "auto":
-        dtype = auto_dtype_name("cuda" if cuda else "cpu")
-    elif not cuda:
-        warn_if_emulated_bf16(dtype, "training.dtype")
+    dtype = resolve_dtype_name(dtype, "cuda" if cuda else "cpu", "training.dtype")
     if dtype == "bfloat16":
         return {"bf16": True}
     if dtype == "float16":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rest_em.tokens import auto_dtype_name, cpu_has_native_bf16, resolve_dtype
+from rest_em.tokens import cpu_has_native_bf16, resolve_dtype, resolve_dtype_name
 
 EPYC_AVX2 = """processor\t: 0
 vendor_id\t: AuthenticAMD
@@ -43,7 +43,7 @@ def test_auto_on_cpu_follows_the_cpu(forced, name, monkeypatch):
     import torch
 
     monkeypatch.setenv("REST_EM_CPU_BF16", forced)
-    assert auto_dtype_name("cpu") == name
+    assert resolve_dtype_name("auto", "cpu") == name
     assert resolve_dtype("auto", "cpu") == getattr(torch, name)
     assert resolve_dtype("float32", "cpu") == torch.float32  # explicit names are taken as they are
 
