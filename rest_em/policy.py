@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 # sampling.* keys handed to the sampler as engine options (None = the backend's default).
 ENGINE_OPTIONS = ("batch_size", "tensor_parallel_size", "data_parallel_size", "enable_prefix_caching",
-                  "gpu_memory_utilization", "kv_cache_memory_bytes", "enforce_eager", "max_model_len")
+                  "gpu_memory_utilization", "kv_cache_memory_bytes", "enforce_eager", "max_model_len", "block_size")
 
 
 class Samplers:

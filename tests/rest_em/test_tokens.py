@@ -82,3 +82,11 @@ def test_explicit_bfloat16_on_an_emulating_cpu_is_warned(monkeypatch, caplog):
     with caplog.at_level(logging.WARNING, logger="rest_em.tokens"):
         _precision_flags("bfloat16", cuda=False)
     assert not caplog.records
+
+
+def test_engine_options_override_the_cpu_defaults():
+    from rest_em.sampling.vllm_backend import engine_kwargs
+
+    assert engine_kwargs("m", cpu=True)["block_size"] == 32
+    assert engine_kwargs("m", cpu=True, block_size=128)["block_size"] == 128
+    assert "block_size" not in engine_kwargs("m", cpu=False)
