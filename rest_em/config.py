@@ -26,6 +26,7 @@ import yaml
 from rest_em.algorithm_config import DPOSection, HPTSection, MStepSection, RCRLSection
 from rest_em.fields import opt
 from rest_em.training import TrainConfig
+from verifiers.verdict import FAIL_REASONS
 
 # "default" = the embedded model written by `rest-em setup-model`:
 # $REST_EM_CACHE (else ~/.cache/rest-em) /models/smollm2-135m-instruct.
@@ -243,6 +244,10 @@ class GRPOSection:
     temperature: float = opt(1.0, "sampling temperature of the completions")
     top_p: float = opt(1.0, "nucleus cut of the completions (1.0 = off)")
     top_k: int = opt(0, "top-k cut of the completions (`0` = off)")
+    partial_credit: dict[str, float] = opt(
+        help="reward of a `fail` verdict by its reason, each in [0, 1), e.g. `{wrong_answer: 0.1}`: an answer the "
+             "verifier could read, but not the right one (a format reward, as in open-r1); other fails get 0, "
+             "`pass` 1, and `error` never a reward", factory=dict)
     backend: Literal["auto", "vllm", "hf"] = opt("auto", "generation: `vllm` (TRL `use_vllm`, colocated on the "
                                                  "training GPU), `hf` (transformers `generate`), `auto` = vLLM when "
                                                  "installed and a GPU is present, else transformers")
@@ -274,6 +279,12 @@ class GRPOSection:
             raise ValueError("grpo.learning_rate, grpo.epsilon and grpo.temperature must be > 0 and grpo.beta >= 0")
         if not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"grpo.top_p must be in (0, 1], got {self.top_p}")
+        for reason, value in self.partial_credit.items():
+            if reason not in FAIL_REASONS:
+                raise ValueError(f"grpo.partial_credit: {reason!r} is not a fail reason; the verifiers' fail reasons "
+                                 f"are {', '.join(sorted(FAIL_REASONS))}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                raise ValueError(f"grpo.partial_credit.{reason} must be a number in [0, 1) (a pass is 1), got {value!r}")
 
 
 @dataclass
@@ -462,8 +473,9 @@ def _coerce(tp: Any, value: Any, where: str, path: str) -> Any:
             return tuple(items) if origin is tuple or tp is tuple else items
         raise ConfigError(f"{where}: {path} must be a list, got {type(value).__name__} {value!r}")
     if origin is dict or tp is dict:
-        if isinstance(value, dict):
-            return dict(value)
+        if isinstance(value, dict):  # values coerced too: `key.name=1` on the command line sets one of them
+            value_tp = args[1] if len(args) == 2 else Any
+            return {k: _coerce(value_tp, v, where, f"{path}.{k}") for k, v in value.items()}
         raise ConfigError(f"{where}: {path} must be a mapping, got {type(value).__name__}")
     if tp is Any:
         return value

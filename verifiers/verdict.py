@@ -14,6 +14,16 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+# Every reason a verifier gives a ``fail`` (the candidate was wrong); configs that name fail reasons
+# (``grpo.partial_credit``) are checked against it.
+FAIL_REASONS = frozenset({
+    "wrong_answer",    # math: an answer was found and is not the reference; code: a test's output differs
+    "no_answer",       # math: no extraction policy found an answer
+    "no_code",         # code: no program in the response
+    "syntax_error", "runtime_error",  # code: the program does not compile / raised
+    "timeout", "memory_limit", "output_limit", "resource_limit",  # the candidate exceeded a limit
+})
+
 
 class Outcome(str, Enum):
     PASS = "pass"

@@ -34,7 +34,7 @@ def write_training_curves(run_dir: Path) -> str:
         plot_curves(rows, Path(run_dir) / PNG)
     rd = RunDir(Path(run_dir))
     lines = ["", "## Online training (GRPO)", "",
-             f"Reward = the verifier's verdict (pass 1, fail 0; `error` is no reward). Curves: [{PNG}]({PNG}).", "",
+             f"Reward = {reward_rule(Path(run_dir))}. Curves: [{PNG}]({PNG}).", "",
              f"![reward curve]({PNG})", "",
              "| iter | steps | reward mean | reward std | groups with zero reward std | completion length | KL "
              "| pass/fail/error | reward time / step time |", "|" + "---|" * 9]
@@ -53,6 +53,19 @@ def write_training_curves(run_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def reward_rule(run_dir: Path) -> str:
+    """How the run's verdicts became rewards, from its saved config (``grpo.partial_credit``)."""
+    import yaml
+
+    try:
+        cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        cfg = {}
+    credit = ((cfg.get("grpo") or {}).get("partial_credit") or {}) if isinstance(cfg, dict) else {}
+    fail = "fail 0" + "".join(f", fail `{k}` {v:g}" for k, v in sorted(credit.items()) if v)
+    return f"the verifier's verdict (pass 1, {fail}; `error` is no reward)"
+
+
 def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -65,7 +78,11 @@ def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
         pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
         return ([p[0] for p in pts], [p[1] for p in pts]) if pts else ([], [])
 
-    panels = [("reward", "reward mean (pass rate)"), ("frac_reward_zero_std", "groups with zero reward std"),
+    for r in rows:  # the share of passing completions: the reward mean unless fails earn partial credit
+        v = r.get("verdicts") or {}
+        scored = v.get("pass", 0) + v.get("fail", 0)
+        r.setdefault("pass_rate", v.get("pass", 0) / scored if scored else None)
+    panels = [("reward", "reward mean"), ("frac_reward_zero_std", "groups with zero reward std"),
               ("completion_length", "completion length (tokens)")]
     if any(r.get("kl") is not None for r in rows):
         panels.append(("kl", "KL to the base model"))
@@ -77,6 +94,9 @@ def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
             w = max(2, len(ys) // 10)
             smooth = [sum(ys[max(0, i - w + 1):i + 1]) / len(ys[max(0, i - w + 1):i + 1]) for i in range(len(ys))]
             ax.plot(xs, smooth, "-", lw=2, label=f"running mean ({w} steps)")
+        if key == "reward":
+            px, py = series("pass_rate")
+            ax.plot(px, py, "x--", lw=0.8, ms=3, label="pass rate")
         ax.set_ylabel(key, fontsize=8)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")

@@ -311,7 +311,7 @@ def build_trainer(cfg: Config, base: Path, train: ProblemSet, trainer_dir: Path,
     from transformers import AutoTokenizer, TrainerCallback
     from trl import GRPOTrainer
 
-    reward = VerifierReward(train, cfg.verifier.max_error_rate)
+    reward = VerifierReward(train, cfg.verifier.max_error_rate, partial_credit=cfg.grpo.partial_credit)
 
     class Monitor(TrainerCallback):
         """Names the step the reward sees, times steps, writes the step log, stops at the segment's end."""

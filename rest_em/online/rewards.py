@@ -10,7 +10,9 @@ or the verifier service with ``verifier.url``), so a step waits for about its sl
 sum. Verdicts become rewards:
 
 ``pass``  1.0
-``fail``  0.0
+``fail``  0.0, or the ``partial_credit`` of its reason (``grpo.partial_credit``, each in [0, 1): e.g.
+          ``{"wrong_answer": 0.1}`` rewards an answer the verifier could read but not the right one
+          over no readable answer at all -- a format reward, as in open-r1)
 ``error`` ``None``: TRL's "no reward". GRPOTrainer turns it into NaN, leaves it out of the group's
           mean and std (nanmean/nanstd) and gives the completion advantage 0, so it never moves the
           policy. Errors are counted; a batch whose share of errors exceeds ``max_error_rate`` raises
@@ -33,10 +35,12 @@ logger = logging.getLogger(__name__)
 REWARDS = {"pass": 1.0, "fail": 0.0}  # "error" has no reward
 
 
-def reward_of(verdict: str) -> float | None:
-    """1.0 for pass, 0.0 for fail, None (no reward) for error."""
+def reward_of(verdict: str, reason: str = "", partial_credit: Mapping[str, float] | None = None) -> float | None:
+    """1.0 for pass, 0.0 for fail (or ``partial_credit[reason]``), None (no reward) for error."""
     if verdict == "error":
         return None
+    if verdict == "fail" and partial_credit:
+        return float(partial_credit.get(reason, 0.0))
     return REWARDS[verdict]
 
 
@@ -70,8 +74,10 @@ class VerifierReward:
     outage message); ``drain()`` hands over the batches verified since the last call.
     """
 
-    def __init__(self, problem_set: Any, max_error_rate: float, stop: Sequence[str] | None = None) -> None:
+    def __init__(self, problem_set: Any, max_error_rate: float, stop: Sequence[str] | None = None,
+                 partial_credit: Mapping[str, float] | None = None) -> None:
         self.problem_set = problem_set
+        self.partial_credit = dict(partial_credit or {})
         self.problems = problem_set.by_id()
         self.max_error_rate = max_error_rate
         self.stop = tuple(problem_set.stop if stop is None else stop)
@@ -96,7 +102,7 @@ class VerifierReward:
             rows.append({"problem_id": pid, "sample_idx": idx, "text": text})
         where = f"GRPO step {step}"
         verdicts = verify_rows(self.problem_set.verifier.get(), self.problems, rows, where=where)
-        rewards = [reward_of(v["verdict"]) for v in verdicts]
+        rewards = [reward_of(v["verdict"], v["reason"], self.partial_credit) for v in verdicts]
         counts = verdict_counts(verdicts)
         for k, n in counts.items():
             self.total[k] += n

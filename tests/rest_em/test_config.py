@@ -90,3 +90,11 @@ def test_missing_file_and_bad_yaml(tmp_path):
         load_config(write(tmp_path, "run: [unclosed\n"))
     with pytest.raises(ConfigError, match="expected a mapping at the top level"):
         load_config(write(tmp_path, "- 1\n- 2\n"))
+
+
+def test_overrides_set_one_key_of_a_mapping_with_its_value_type():
+    cfg = load_config(None, ["algorithm=grpo", "grpo.partial_credit.wrong_answer=0.25", "grpo.trl_args.logging_steps=2"])
+    assert cfg.grpo.partial_credit == {"wrong_answer": 0.25}
+    assert cfg.grpo.trl_args == {"logging_steps": 2} and type(cfg.grpo.trl_args["logging_steps"]) is int
+    with pytest.raises(ConfigError, match=r"grpo.partial_credit.wrong_answer must be float, got str"):
+        load_config(None, ["grpo.partial_credit.wrong_answer=lots"])

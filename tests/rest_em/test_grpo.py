@@ -74,7 +74,7 @@ def test_iterate_runs_grpo_with_an_evaluation_every_eval_every_steps(grpo, tmp_p
     overrides, calls, use = grpo
     use(even_pass)
     assert main(["iterate", "--config", str(REPO / "configs" / "grpo-default.yaml"), *overrides, "run.name=a",
-                 "grpo.max_steps=3", "grpo.eval_every=2", "grpo.beta=0.04"]) == 0
+                 "grpo.max_steps=3", "grpo.eval_every=2", "grpo.beta=0.04", "grpo.partial_credit.wrong_answer=0.5"]) == 0
     root = tmp_path / "runs" / "a"
     rd = RunDir(root)
     assert rd.iterations() == [0, 1, 2]  # steps 2 and 3 (the last segment is shorter)
@@ -84,10 +84,12 @@ def test_iterate_runs_grpo_with_an_evaluation_every_eval_every_steps(grpo, tmp_p
     assert [r["step"] for r in steps] == [1, 2, 3]
     for r in steps:
         assert r["verdicts"] == {"pass": 4, "fail": 4, "error": 0}  # 2 prompts x 4 completions, all verified
-        assert r["reward"] == pytest.approx(0.5) and r["frac_reward_zero_std"] == 0.0
+        # half pass (1.0), half fail with a wrong answer (partial credit 0.5)
+        assert r["reward"] == pytest.approx(0.75) and r["frac_reward_zero_std"] == 0.0
         assert r["completion_length"] is not None and r["kl"] is not None and r["reward_s"] <= r["step_s"]
     assert len(train_calls(calls)) == 3 and all(len(c) == 8 for c in train_calls(calls))  # one batch per step
-    assert len(rows(root / "grpo" / "rollouts.jsonl")) == 24
+    rollouts = rows(root / "grpo" / "rollouts.jsonl")
+    assert len(rollouts) == 24 and {(r["verdict"], r["reward"]) for r in rollouts} == {("pass", 1.0), ("fail", 0.5)}
     # The evaluated policies are exported checkpoints that moved away from the base model.
     from safetensors.torch import load_file
 
@@ -100,6 +102,7 @@ def test_iterate_runs_grpo_with_an_evaluation_every_eval_every_steps(grpo, tmp_p
     assert all(e["eval"]["greedy_pass@1"] is not None for e in data["iterations"])
     report = (root / "report.md").read_text()
     assert "Online training (GRPO)" in report and "(reward.png)" in report and (root / "reward.png").exists()
+    assert "pass 1, fail 0, fail `wrong_answer` 0.5; `error` is no reward" in report
 
 
 def test_error_verdicts_get_no_reward_and_no_advantage(grpo, tmp_path):

@@ -26,6 +26,7 @@ class ScriptedVerifier:
     def verify_batch(self, items):
         self.batches.append(len(items))
         make = {"pass": Verdict.passed, "fail": lambda: Verdict.failed("wrong_answer"),
+                "noanswer": lambda: Verdict.failed("no_answer"),
                 "error": lambda: Verdict.errored("sandbox_unavailable", "Cannot connect to the Docker daemon")}
         return [make[it["response"].split()[-1]]() for it in items]
 
@@ -53,9 +54,9 @@ class FakeSet:
         return {p.problem_id: p for p in self.problems}
 
 
-def make(max_error_rate=0.5):
+def make(max_error_rate=0.5, partial_credit=None):
     v = ScriptedVerifier()
-    return VerifierReward(FakeSet(Lazy(v)), max_error_rate=max_error_rate), v
+    return VerifierReward(FakeSet(Lazy(v)), max_error_rate=max_error_rate, partial_credit=partial_credit), v
 
 
 def test_verdicts_become_rewards_and_error_is_no_reward():
@@ -92,3 +93,38 @@ def test_error_rate_above_the_threshold_stops_the_step():
 def test_unknown_problem_is_an_error_not_a_fail():
     reward, _ = make()
     assert reward(prompts=["q", "q"], completions=["pass", "pass"], problem_id=["p0", "nope"]) == [1.0, None]
+
+
+def test_partial_credit_rewards_a_fail_by_its_reason_and_never_an_error():
+    assert reward_of("fail", "wrong_answer", {"wrong_answer": 0.2}) == 0.2
+    assert reward_of("fail", "no_answer", {"wrong_answer": 0.2}) == 0.0
+    assert reward_of("pass", "correct", {"wrong_answer": 0.2}) == 1.0
+    assert reward_of("error", "sandbox_unavailable", {"wrong_answer": 0.2}) is None
+    reward, _ = make(partial_credit={"wrong_answer": 0.25})
+    out = reward(prompts=["q"] * 4, completions=["pass", "fail", "noanswer", "error"], problem_id=["p0"] * 4)
+    assert out == [1.0, 0.25, 0.0, None]
+    (batch,) = reward.drain()
+    assert [r["reward"] for r in batch.rows] == out and batch.counts == {"pass": 1, "fail": 2, "error": 1}
+
+
+@pytest.mark.parametrize("credit, match", [({"correct": 0.5}, "not a fail reason"),
+                                           ({"wrong_answer": 1.0}, r"in \[0, 1\)"),
+                                           ({"wrong_answer": -0.1}, r"in \[0, 1\)"),
+                                           ({"wrong_answer": True}, r"in \[0, 1\)")])
+def test_partial_credit_is_checked_in_the_config(credit, match):
+    from rest_em.config import GRPOSection
+
+    with pytest.raises(ValueError, match=match):
+        GRPOSection(partial_credit=credit)
+    assert GRPOSection(partial_credit={"no_code": 0.0, "wrong_answer": 0.1}).partial_credit["wrong_answer"] == 0.1
+
+
+def test_fail_reasons_name_every_reason_the_verifiers_fail_with():
+    import re
+    from pathlib import Path
+
+    from verifiers.verdict import FAIL_REASONS
+
+    src = Path(__file__).resolve().parents[2] / "verifiers"
+    used = {m for p in src.rglob("*.py") for m in re.findall(r'Verdict\.failed\(\s*"([a-z_]+)"', p.read_text())}
+    assert used and used <= FAIL_REASONS, sorted(used - FAIL_REASONS)
