@@ -80,7 +80,8 @@ def collect(run_dir: Path) -> dict[str, Any]:
             "algorithm": cfg.get("algorithm", "rest_em"),
             "transfer_task": cfg.get("task", {}).get("transfer", {}).get("name"),
             "model": cfg.get("model", {}).get("path"), "k_list": ev.get("k_list", []) if ev.get("n") else [],
-            "maj_k": ev.get("maj_k") if ev.get("n") else None, "iterations": entries}
+            "maj_k": ev.get("maj_k") if ev.get("n") else None, "iterations": entries,
+            "partial_credit": (cfg.get("grpo") or {}).get("partial_credit") or {}}
 
 
 def _policy_name(run_dir: Path, path: str | None) -> str:
@@ -216,7 +217,7 @@ def write_report(run_dir: Path) -> Path:
     write_text_atomic(run_dir / "report.json", json.dumps(data, indent=1))
     from rest_em.online.curves import write_training_curves  # online runs: reward.png and its section
 
-    write_text_atomic(run_dir / "report.md", render_markdown(data) + write_training_curves(run_dir))
+    write_text_atomic(run_dir / "report.md", render_markdown(data) + write_training_curves(run_dir, data["partial_credit"]))
     plot(data, run_dir / "metrics.png")
     logger.info("report written to %s", run_dir / "report.md")
     return run_dir / "report.md"

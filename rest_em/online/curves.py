@@ -1,7 +1,7 @@
 """Training curves of an online run for the report: ``reward.png`` beside ``metrics.png``, and a section of
 report.md with one row per evaluated checkpoint.
 
-    markdown = write_training_curves(run_dir)     # "" for runs without grpo/steps.jsonl (ReST-EM)
+    markdown = write_training_curves(run_dir, partial_credit)   # "" for runs without grpo/steps.jsonl (ReST-EM)
 
 Read from the run directory alone (``grpo/steps.jsonl`` and the ``train`` markers), like the rest of
 the report.
@@ -24,8 +24,9 @@ def _fmt(x: Any, digits: int = 3) -> str:
     return "—" if x is None else f"{x:.{digits}f}"
 
 
-def write_training_curves(run_dir: Path) -> str:
-    """Draw ``reward.png`` and return the report.md section ("" when the run has no step log)."""
+def write_training_curves(run_dir: Path, partial_credit: dict[str, float] | None = None) -> str:
+    """Draw ``reward.png`` and return the report.md section ("" when the run has no step log);
+    ``partial_credit`` is the run's ``grpo.partial_credit`` (named in the reward rule)."""
     path = Path(run_dir) / "grpo" / "steps.jsonl"
     if not path.exists():
         return ""
@@ -34,7 +35,7 @@ def write_training_curves(run_dir: Path) -> str:
         plot_curves(rows, Path(run_dir) / PNG)
     rd = RunDir(Path(run_dir))
     lines = ["", "## Online training (GRPO)", "",
-             f"Reward = {reward_rule(Path(run_dir))}. Curves: [{PNG}]({PNG}).", "",
+             f"Reward = {reward_rule(partial_credit or {})}. Curves: [{PNG}]({PNG}).", "",
              f"![reward curve]({PNG})", "",
              "| iter | steps | reward mean | reward std | groups with zero reward std | completion length | KL "
              "| pass/fail/error | reward time / step time |", "|" + "---|" * 9]
@@ -53,16 +54,9 @@ def write_training_curves(run_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def reward_rule(run_dir: Path) -> str:
-    """How the run's verdicts became rewards, from its saved config (``grpo.partial_credit``)."""
-    import yaml
-
-    try:
-        cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
-        cfg = {}
-    credit = ((cfg.get("grpo") or {}).get("partial_credit") or {}) if isinstance(cfg, dict) else {}
-    fail = "fail 0" + "".join(f", fail `{k}` {v:g}" for k, v in sorted(credit.items()) if v)
+def reward_rule(partial_credit: dict[str, float]) -> str:
+    """How the run's verdicts became rewards."""
+    fail = "fail 0" + "".join(f", fail `{k}` {v:g}" for k, v in sorted(partial_credit.items()) if v)
     return f"the verifier's verdict (pass 1, {fail}; `error` is no reward)"
 
 
@@ -78,10 +72,6 @@ def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
         pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
         return ([p[0] for p in pts], [p[1] for p in pts]) if pts else ([], [])
 
-    for r in rows:  # the share of passing completions: the reward mean unless fails earn partial credit
-        v = r.get("verdicts") or {}
-        scored = v.get("pass", 0) + v.get("fail", 0)
-        r.setdefault("pass_rate", v.get("pass", 0) / scored if scored else None)
     panels = [("reward", "reward mean"), ("frac_reward_zero_std", "groups with zero reward std"),
               ("completion_length", "completion length (tokens)")]
     if any(r.get("kl") is not None for r in rows):
@@ -94,9 +84,10 @@ def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
             w = max(2, len(ys) // 10)
             smooth = [sum(ys[max(0, i - w + 1):i + 1]) / len(ys[max(0, i - w + 1):i + 1]) for i in range(len(ys))]
             ax.plot(xs, smooth, "-", lw=2, label=f"running mean ({w} steps)")
-        if key == "reward":
-            px, py = series("pass_rate")
-            ax.plot(px, py, "x--", lw=0.8, ms=3, label="pass rate")
+        if key == "reward":  # the share of passing completions: the reward mean unless fails earn partial credit
+            passed = [(r["step"], v["pass"] / (v["pass"] + v["fail"])) for r in rows
+                      if (v := r.get("verdicts")) and v.get("pass", 0) + v.get("fail", 0)]
+            ax.plot([p[0] for p in passed], [p[1] for p in passed], "x--", lw=0.8, ms=3, label="pass rate")
         ax.set_ylabel(key, fontsize=8)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
