@@ -39,13 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    from rest_em.algorithms.grpo import StepLog, build_trainer
     from rest_em.config import load_config
-    from rest_em.online.grpo import StepLog, build_trainer
     from rest_em.problem_sets import build_problem_sets
     from rest_em.verification import verify_rows
 
     defaults = ["algorithm=grpo", f"grpo.max_steps={args.steps}", f"grpo.eval_every={args.steps}", "grpo.group_size=8",
-                "grpo.prompts_per_step=2", "grpo.micro_batch_size=4", "grpo.max_completion_length=96", "grpo.learning_rate=1e-5",
+                "grpo.prompts_per_step=2", "grpo.micro_batch_size=4", "sampling.max_tokens=96", "training.learning_rate=1e-5",
                 "grpo.gradient_checkpointing=false", "grpo.report_to=[]"]
     cfg = load_config(args.config, defaults + list(args.overrides))
     if cfg.task.name not in ("code_embedded", "apps", "humaneval", "mbpp"):

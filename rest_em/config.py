@@ -23,10 +23,8 @@ from typing import Any, Literal, Union
 
 import yaml
 
-from rest_em.algorithm_config import DPOSection, HPTSection, MStepSection, RCRLSection
 from rest_em.fields import opt
 from rest_em.training import TrainConfig
-from verifiers.verdict import FAIL_REASONS
 
 # "default" = the embedded model written by `rest-em setup-model`:
 # $REST_EM_CACHE (else ~/.cache/rest-em) /models/smollm2-135m-instruct.
@@ -38,6 +36,13 @@ REMOVED_KEYS = {
     "run.seed": "it seeded nothing; the stages have their own seeds (task.seed, sampling.seed, filter.seed, "
                 "training.seed, eval.seed)",
     "eval.num_problems": "it duplicated task.num_test, which selects the evaluated test problems",
+}
+
+
+# Keys that moved, shared by every algorithm (each algorithm adds its own, ``Algorithm.renamed_keys``):
+# they still load, with a message that names the new key.
+RENAMED_KEYS = {
+    "training.dtype": "model.dtype",
 }
 
 
@@ -60,9 +65,11 @@ class ModelSection:
     prompt_style: Literal["auto", "chat", "fewshot"] = opt(
         "auto", "`chat` (the tokenizer's chat template), `fewshot` (text prompts with `task.num_fewshot` solved "
         "examples, for base models), `auto` = `chat` when the tokenizer has a chat template")
-    dtype: str = opt("auto", "sampling dtype: `auto` = bfloat16 on GPUs and on CPUs with bfloat16 instructions "
-                     "(AVX512-BF16, AMX), float32 on other CPUs (emulated bfloat16 is several times slower); "
-                     "`float32`, `bfloat16`, `float16`")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = opt(
+        "auto", "the model's dtype, for sampling and training alike (the one dtype key; training computes in mixed "
+        "precision with float32 master weights): `auto` = bfloat16 on GPUs (float16 on GPUs without bfloat16) and on "
+        "CPUs with bfloat16 instructions (AVX512-BF16, AMX), float32 on other CPUs (emulated bfloat16 is several "
+        "times slower); `float32`, `bfloat16`, `float16` (GPUs)")
 
 
 @dataclass
@@ -215,76 +222,11 @@ class EvalSection:
 
 
 @dataclass
-class GRPOSection:
-    """Online RL with TRL's GRPOTrainer (`algorithm: grpo`, docs/online-rl.md). The recipe's defaults are TRL's
-    GRPOConfig defaults (TRL 1.16), set explicitly here so a TRL upgrade does not change a run."""
-
-    max_steps: int = opt(100, "optimizer steps in all (each one samples `prompts_per_step` x `group_size` completions)")
-    eval_every: int = opt(25, "steps between held-out evaluations: the checkpoint after `t * eval_every` steps is "
-                          "iteration `t` of the report (the last one may be shorter)")
-    save_every: int | None = opt(None, "steps between trainer checkpoints (with optimizer and trainer state) that a "
-                                 "killed run resumes from; `null` = `eval_every`")
-    group_size: int = opt(8, "completions per prompt whose rewards are normalised together (TRL "
-                          "`num_generations`, at least 2)")
-    prompts_per_step: int = opt(1, "prompts per optimizer step (TRL's default batch of 8 completions = 1 group)")
-    micro_batch_size: int | None = opt(None, "completions per forward/backward pass (TRL "
-                                       "`per_device_train_batch_size`); must divide `prompts_per_step * "
-                                       "group_size`; `null` = all of a step's completions at once")
-    learning_rate: float = opt(1e-6, "peak learning rate (AdamW)")
-    lr_scheduler: str = opt("linear", "a transformers scheduler name (`linear`, `constant`, `cosine`, ...)")
-    warmup_ratio: float = opt(0.0, "share of steps spent warming up the learning rate")
-    beta: float = opt(0.0, "KL coefficient against the base model; `0.0` (TRL's default) loads no reference model "
-                      "and logs no KL")
-    epsilon: float = opt(0.2, "clip range of the token importance ratio (PPO-style clipping)")
-    epsilon_high: float | None = opt(None, "upper clip range (DAPO's clip-higher); `null` = `epsilon`")
-    loss_type: str = opt("dapo", "TRL loss normalisation: `dapo`, `grpo`, `dr_grpo`, `bnpo`, ...")
-    scale_rewards: Literal["group", "batch", "none"] = opt("group", "divide advantages by the reward std of the "
-                                                           "`group`, of the `batch`, or `none` (Dr. GRPO)")
-    max_completion_length: int = opt(512, "new tokens per completion")
-    temperature: float = opt(1.0, "sampling temperature of the completions")
-    top_p: float = opt(1.0, "nucleus cut of the completions (1.0 = off)")
-    top_k: int = opt(0, "top-k cut of the completions (`0` = off)")
-    partial_credit: dict[str, float] = opt(
-        help="reward of a `fail` verdict by its reason, each in [0, 1), e.g. `{wrong_answer: 0.1}`: an answer the "
-             "verifier could read, but not the right one (a format reward, as in open-r1); other fails get 0, "
-             "`pass` 1, and `error` never a reward", factory=dict)
-    backend: Literal["auto", "vllm", "hf"] = opt("auto", "generation: `vllm` (TRL `use_vllm`, colocated on the "
-                                                 "training GPU), `hf` (transformers `generate`), `auto` = vLLM when "
-                                                 "installed and a GPU is present, else transformers")
-    vllm_gpu_memory_utilization: float = opt(0.3, "vLLM's share of GPU memory beside the trainer (TRL's default)")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = opt(
-        "auto", "`auto` = bfloat16 mixed precision on GPUs and CPUs that have it (AVX512-BF16, AMX), else "
-        "float32 on CPU; `bfloat16`/`float16` mixed precision")
-    gradient_checkpointing: bool = opt(True, "recompute activations to save memory (TRL's default; slower)")
-    seed: int = opt(0, "trainer seed (data order, sampling)")
-    report_to: list[str] | None = opt(None, "logging integrations (`tensorboard`, `wandb`, ...); `null` = "
-                                      "`tensorboard` when installed. Metrics always go to `grpo/steps.jsonl`")
-    trl_args: dict[str, Any] = opt(help="further `trl.GRPOConfig` arguments by TRL's names, passed as they are "
-                                   "(checked against GRPOConfig)", factory=dict)
-
-    def __post_init__(self) -> None:
-        for name in ("max_steps", "eval_every", "prompts_per_step", "max_completion_length"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"grpo.{name} must be >= 1, got {getattr(self, name)}")
-        if self.save_every is not None and self.save_every < 1:
-            raise ValueError(f"grpo.save_every must be >= 1 or null, got {self.save_every}")
-        if self.group_size < 2:
-            raise ValueError(f"grpo.group_size must be >= 2 (advantages compare completions of a group), got "
-                             f"{self.group_size}")
-        per_step = self.prompts_per_step * self.group_size
-        if self.micro_batch_size is not None and (self.micro_batch_size < 1 or per_step % self.micro_batch_size):
-            raise ValueError(f"grpo.micro_batch_size={self.micro_batch_size} must divide prompts_per_step * group_size "
-                             f"= {per_step}")
-        if self.learning_rate <= 0 or self.beta < 0 or self.epsilon <= 0 or self.temperature <= 0:
-            raise ValueError("grpo.learning_rate, grpo.epsilon and grpo.temperature must be > 0 and grpo.beta >= 0")
-        if not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"grpo.top_p must be in (0, 1], got {self.top_p}")
-        for reason, value in self.partial_credit.items():
-            if reason not in FAIL_REASONS:
-                raise ValueError(f"grpo.partial_credit: {reason!r} is not a fail reason; the verifiers' fail reasons "
-                                 f"are {', '.join(sorted(FAIL_REASONS))}")
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-                raise ValueError(f"grpo.partial_credit.{reason} must be a number in [0, 1) (a pass is 1), got {value!r}")
+class MStepSection:
+    init: Literal["base", "previous"] | None = opt(
+        None, "where each M-step starts: `base` (the base model, as ReST-EM) or `previous` (the policy of the "
+        "previous iteration); `null` = the algorithm's preset (`base` for every algorithm here: ReST-EM and, as "
+        "Havrilla et al. 2024 do, Expert Iteration)")
 
 
 @dataclass
@@ -292,21 +234,52 @@ class Config:
     run: RunSection = opt(help="where the run is written", factory=RunSection)
     model: ModelSection = opt(help="the base model", factory=ModelSection)
     task: TaskSection = opt(help="the problems", factory=TaskSection)
-    sampling: SamplingSection = opt(help="E-step sampling", factory=SamplingSection)
+    sampling: SamplingSection = opt(help="E-step sampling (GRPO: the completions it trains on)", factory=SamplingSection)
     verifier: VerifierSection = opt(help="the binary verifier", factory=VerifierSection)
-    filter: FilterSection = opt(help="from verdicts to the SFT set", factory=FilterSection)
-    training: TrainConfig = opt(help="the M-step (`rest_em.training.TrainConfig`)", factory=TrainConfig)
+    filter: FilterSection = opt(help="from verdicts to the SFT set; `dedupe` and `seed` also drive the selections of "
+                                "`dpo` (pairs) and `rcrl` (incorrect rows)", factory=FilterSection)
+    training: TrainConfig = opt(help="the M-step (`rest_em.training.TrainConfig`); GRPO takes its optimizer settings "
+                                "from here too", factory=TrainConfig)
     eval: EvalSection = opt(help="held-out evaluation", factory=EvalSection)
-    grpo: GRPOSection = opt(help="online RL (`algorithm: grpo`): TRL's GRPOTrainer with the same verifiers",
-                            factory=GRPOSection)
-    iterations: int = opt(3, "number of ReST-EM iterations; `--iterations N` sets it")
-    algorithm: Literal["rest_em", "expert_iteration", "rcrl", "hpt_gate", "dpo", "grpo"] = opt(
-        "rest_em", "the M-step over the E-step's verified samples: `rest_em` (Singh et al. 2023), `expert_iteration`, "
-        "`rcrl`, `hpt_gate`, `dpo`; `grpo` is online RL with the same verifiers (docs/algorithms.md)")
     mstep: MStepSection = opt(help="where each M-step starts (every algorithm)", factory=MStepSection)
-    rcrl: RCRLSection = opt(help="the `rcrl` algorithm", factory=RCRLSection)
-    hpt: HPTSection = opt(help="the `hpt_gate` algorithm", factory=HPTSection)
-    dpo: DPOSection = opt(help="the `dpo` algorithm", factory=DPOSection)
+    iterations: int = opt(3, "number of iterations (each one improvement step, then an evaluation); "
+                          "`--iterations N` sets it")
+    algorithm: str = opt("rest_em", "the algorithm, one module each in rest_em/algorithms/ (`rest-em iterate "
+                         "--help` lists them): `rest_em` (Singh et al. 2023), `expert_iteration`, `rcrl`, `hpt_gate`, "
+                         "`dpo`, `grpo` (online RL with the same verifiers); docs/algorithms.md")
+    plugins: list[str] = opt(help="further algorithms: modules (`pkg.module`) or files (`path/to/file.py`) that set "
+                             "`ALGORITHM = <class>` (docs/architecture.md, \"Add an algorithm in one file\")",
+                             factory=list)
+    # Each algorithm's own section (`dpo:`, `grpo:`, ...), defined in its module and found through the registry.
+    sections: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False, metadata={"sections": True})
+    # Messages of the loading (renamed keys), logged with the warnings when a run starts.
+    notes: list[str] = dataclasses.field(default_factory=list, repr=False, compare=False, metadata={"internal": True})
+
+    def __post_init__(self) -> None:
+        found = _algorithms(self.plugins)
+        if self.algorithm not in found:
+            raise ValueError(f"algorithm must be one of {', '.join(map(repr, found))}, got {self.algorithm!r}")
+        for cls in found.values():
+            key = cls.section_key()
+            if key is not None and key not in self.sections:
+                self.sections[key] = cls.Section()
+        self.training.dtype = self.model.dtype  # one dtype key: the model's, for sampling and training alike
+        algo = found[self.algorithm]
+        if algo.trains_in_process and self.training.launcher != "none":
+            raise ValueError(f"algorithm {self.algorithm} trains in the driver process: training.launcher="
+                             f"{self.training.launcher} would have no effect; set training.launcher=none "
+                             "(launched M-steps: rest_em, expert_iteration, rcrl, hpt_gate)")
+
+    def __getattr__(self, name: str) -> Any:
+        # cfg.dpo, cfg.grpo, ...: the algorithm sections (only reached when no real attribute has the name)
+        sections = self.__dict__.get("sections")
+        if sections is not None and name in sections:
+            return sections[name]
+        raise AttributeError(f"config has no section or key {name!r}")
+
+    def algorithm_class(self) -> Any:
+        """The class of ``algorithm`` (rest_em.registry)."""
+        return _algorithms(self.plugins)[self.algorithm]
 
     def run_dir(self) -> Path:
         return Path(self.run.output_dir).expanduser() / self.run.name
@@ -324,7 +297,7 @@ class Config:
 
     def warnings(self) -> list[str]:
         """Settings that are set but have no effect in this combination (logged when a run starts)."""
-        out = []
+        out = list(self.notes)
         v = self.verifier
         if v.url and (v.timeout_s != VerifierSection.timeout_s or v.workers is not None):
             out.append("verifier.timeout_s and verifier.workers apply to in-process verification only; with "
@@ -347,16 +320,56 @@ class Config:
         if s.backend == "vllm" and s.data_parallel_size > 1:
             out.append("sampling.data_parallel_size > 1 starts its engines on this node only; sampling.backend=ray "
                        "with sampling.ray_replicas spreads replicas over the GPUs and nodes of a Ray cluster")
-        if self.algorithm == "grpo" and self.iterations != Config.iterations:
-            out.append("iterations has no effect with algorithm grpo: grpo.max_steps and grpo.eval_every set the "
-                       "evaluated checkpoints")
-        if self.algorithm != "grpo" and self.grpo != GRPOSection():
-            out.append(f"grpo.* is set but algorithm is {self.algorithm}: it has no effect")
         if self.training.backend != "deepspeed" and self.training.deepspeed_config:
             out.append("training.deepspeed_config is set but training.backend is not deepspeed")
-        from rest_em.algorithm_config import algorithm_warnings
+        return out + self.algorithm_warnings()
 
-        return out + algorithm_warnings(self)
+    def algorithm_warnings(self) -> list[str]:
+        """Other algorithms' sections that are set, and the keys the chosen algorithm does not read, in one line."""
+        found = _algorithms(self.plugins)
+        algo = found[self.algorithm]
+        out = []
+        for name, cls in found.items():
+            key = cls.section_key()
+            if cls is not algo and key is not None and key != algo.section_key() and self.sections[key] != cls.Section():
+                out.append(f"{key}.* is set but algorithm is {self.algorithm}: it applies to {name} only")
+        unused = [(key, why) for key, why in algo.unused_settings(self).items() if _differs_from_default(self, key)]
+        if unused:
+            out.append(f"algorithm {self.algorithm} does not read these settings, which are set: "
+                       + "; ".join(f"{key} ({why})" for key, why in unused))
+        return out
+
+
+def _algorithms(plugins: typing.Sequence[str] = ()) -> dict[str, Any]:
+    from rest_em import registry
+
+    try:
+        return registry.algorithms(plugins)
+    except registry.RegistryError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _lookup(obj: Any, path: str) -> Any:
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _differs_from_default(cfg: Config, key: str) -> bool:
+    """Whether config key ``key`` (``training.packing``, or a whole section: ``filter``) is not its default."""
+    section, _, rest = key.partition(".")
+    value = getattr(cfg, section)
+    if not rest:
+        if dataclasses.is_dataclass(value):
+            return value != type(value)()
+        return value != _field_default(Config, section)
+    owner = _lookup(cfg, key.rpartition(".")[0])
+    return _lookup(cfg, key) != _field_default(type(owner), key.rpartition(".")[2])
+
+
+def _field_default(cls: type, name: str) -> Any:
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
 
 
 # --------------------------------------------------------------------------- loading
@@ -377,8 +390,66 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level, got {type(loaded).__name__}")
         data = loaded
+    where = str(path) if path else "config"
     data = apply_overrides(data, overrides)
-    return from_dict(Config, data, where=str(path) if path else "config")
+    plugins = _coerce(list[str], data.get("plugins", []), where, "plugins") if data.get("plugins") is not None else []
+    found = _algorithms(plugins)
+    data, notes = migrate(data, found, where)
+    # The algorithms' own sections (`dpo:`, `grpo:`, ...): each built from its module's dataclass.
+    section_types = {cls.section_key(): cls.Section for cls in found.values() if cls.section_key() is not None}
+    sections = {key: _coerce(tp, data.pop(key), where, key) for key, tp in section_types.items() if key in data}
+    names = [f.name for f in dataclasses.fields(Config) if not f.metadata.get("sections") and not f.metadata.get("internal")]
+    for key in data:
+        if key not in names:
+            if key in REMOVED_KEYS:
+                raise ConfigError(f"{where}: {key!r} was removed: {REMOVED_KEYS[key]}")
+            hint = difflib.get_close_matches(str(key), [*names, *section_types], n=1)
+            also = f"; did you mean {hint[0]!r}?" if hint else f"; valid keys: {', '.join([*names, *section_types])}"
+            raise ConfigError(f"{where}: unknown key {key!r}{also}")
+    cfg = from_dict(Config, {**data, "sections": sections}, where=where)
+    cfg.notes[:] = notes
+    return cfg
+
+
+def renamed_keys(found: dict[str, Any]) -> dict[str, str]:
+    """Old key -> the key that replaced it: the shared ones, and each algorithm's (``Algorithm.renamed_keys``)."""
+    out = dict(RENAMED_KEYS)
+    for cls in found.values():
+        out.update(cls.renamed_keys)
+    return out
+
+
+def migrate(data: dict[str, Any], found: dict[str, Any] | None = None, where: str = "config"
+            ) -> tuple[dict[str, Any], list[str]]:
+    """``data`` with every renamed key moved to its new place, and one message per key moved.
+
+    A key set under both names, to different values, is an error that names both."""
+    import copy
+
+    data = copy.deepcopy(data)
+    notes = []
+    for old, new in renamed_keys(found if found is not None else _algorithms(data.get("plugins") or [])).items():
+        o_sec, _, o_key = old.rpartition(".")
+        holder = data.get(o_sec) if o_sec else data
+        if not isinstance(holder, dict) or o_key not in holder:
+            continue
+        value = holder.pop(o_key)
+        if o_sec and not holder:
+            data.pop(o_sec)
+        n_sec, _, n_key = new.rpartition(".")
+        target = data.setdefault(n_sec, {}) if n_sec else data
+        if not isinstance(target, dict):
+            raise ConfigError(f"{where}: {n_sec!r} must be a mapping")
+        plain = value.value if isinstance(value, _RawOverride) else value
+        if n_key in target:
+            current = target[n_key].value if isinstance(target[n_key], _RawOverride) else target[n_key]
+            if current != plain:
+                raise ConfigError(f"{where}: {old} was renamed to {new}, and both are set ({plain!r} and {current!r}); "
+                                  f"keep {new} only")
+        else:
+            target[n_key] = value
+        notes.append(f"{old} is now {new} (loaded as {new}={plain!r}); write {new} in the config")
+    return data, notes
 
 
 def apply_overrides(data: dict[str, Any], overrides: typing.Sequence[str]) -> dict[str, Any]:
@@ -516,7 +587,15 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
 
     def plain(value: Any) -> Any:
         if dataclasses.is_dataclass(value):
-            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+            out: dict[str, Any] = {}
+            for f in dataclasses.fields(value):
+                if f.metadata.get("internal") or f.metadata.get("derived"):
+                    continue  # loading messages; a key whose value comes from another one (training.dtype)
+                if f.metadata.get("sections"):  # the algorithms' sections, each at the top level
+                    out.update({k: plain(v) for k, v in sorted(getattr(value, f.name).items())})
+                else:
+                    out[f.name] = plain(getattr(value, f.name))
+            return out
         if isinstance(value, (list, tuple)):
             return [plain(v) for v in value]
         if isinstance(value, dict):

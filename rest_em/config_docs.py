@@ -42,6 +42,8 @@ def _rows(cls: type, prefix: str) -> list[str]:
     rows = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
+        if f.metadata.get("derived"):
+            continue  # not a key of its own in a run config (training.dtype is model.dtype)
         if dataclasses.is_dataclass(hints[f.name]):
             rows += _rows(hints[f.name], f"{prefix}{f.name}.")
             continue
@@ -51,17 +53,45 @@ def _rows(cls: type, prefix: str) -> list[str]:
 
 def reference() -> str:
     """Markdown: one table per top-level section, a row per key (default and help text)."""
+    from rest_em import registry
+
     parts = [BEGIN]
     hints = typing.get_type_hints(Config)
     for f in dataclasses.fields(Config):
+        if f.metadata.get("internal"):
+            continue
+        if f.metadata.get("sections"):  # each algorithm's own section, from its module (rest_em/algorithms/)
+            for name, cls in registry.algorithms().items():
+                key = cls.section_key()
+                if key is None:
+                    continue
+                parts.append(f"\n### `{key}`\n\nThe `{name}` algorithm ({cls.source}; `{cls.__module__}`).\n")
+                parts.append("| key | default | meaning |\n|---|---|---|")
+                parts.append("\n".join(_rows(cls.Section, f"{key}.")))
+            continue
         parts.append(f"\n### `{f.name}`\n\n{help_of(f)}.\n")
         parts.append("| key | default | meaning |\n|---|---|---|")
         if dataclasses.is_dataclass(hints[f.name]):
             parts.append("\n".join(_rows(hints[f.name], "")))
         else:
             parts.append(f"| `{f.name}` | {_literal(_default(f))} | {help_of(f)} |")
+    parts.append(_unused_table())
     parts.append(END)
     return "\n".join(parts) + "\n"
+
+
+def _unused_table() -> str:
+    """Per algorithm, the shared settings it does not read (named in a warning when they are set)."""
+    from rest_em import registry
+
+    lines = ["\n### Settings an algorithm does not read\n",
+             "Set to anything but their default, they are named in one warning when the run starts; "
+             "`training.launcher` under an algorithm that trains in the driver process stops the run at load.\n",
+             "| algorithm | trains in the driver only | keys it does not read |", "|---|---|---|"]
+    for name, cls in registry.algorithms().items():
+        keys = ", ".join(f"`{k}`" for k in cls.unused_keys) or "—"
+        lines.append(f"| `{name}` | {'yes' if cls.trains_in_process else 'no'} | {keys} |")
+    return "\n".join(lines)
 
 
 def splice(doc: str, generated: str) -> str:

@@ -1,6 +1,6 @@
 """E-step: sample solutions to the train problems from the current policy and verify each one.
 
-    e_step(rd, iteration, policy, sets.train, cfg.sampling, cfg.verifier)
+    verified = e_step(rd, iteration, policy, sets.train, cfg.sampling, cfg.verifier)   # [VerifiedSample]
 
 Outputs (each written atomically, then its stage marker):
 ``iter_NN/samples.jsonl``  {problem_id, sample_idx, iteration, text, finish_reason, num_tokens}
@@ -17,7 +17,7 @@ from rest_em.generation import generate_rows
 from rest_em.policy import Policy
 from rest_em.problem_sets import ProblemSet
 from rest_em.rundir import RunDir
-from rest_em.verification import verdict_stage
+from rest_em.verification import VerifiedSample, join_verdicts, verdict_stage
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +32,10 @@ def sample_params(section: SamplingSection, extra_stop: tuple[str, ...], iterati
 
 
 def e_step(rd: RunDir, iteration: int, policy: Policy, train: ProblemSet, sampling: SamplingSection,
-           verifier: VerifierSection) -> list[dict[str, Any]]:
-    """Sample ``sampling.n`` solutions per train problem from ``policy``, then verify them; the verdict rows."""
+           verifier: VerifierSection) -> list[VerifiedSample]:
+    """Sample ``sampling.n`` solutions per train problem from ``policy``, then verify them: every sample joined
+    with its verdict, read once here (the algorithms build their M-step sets from this value, never from the
+    files again)."""
 
     def sample() -> tuple[list[dict[str, Any]], dict[str, Any]]:
         params = sample_params(sampling, train.stop, iteration)
@@ -45,4 +47,4 @@ def e_step(rd: RunDir, iteration: int, policy: Policy, train: ProblemSet, sampli
     samples = rd.stage_rows(iteration, "samples", "samples.jsonl", sample)
     verdicts = verdict_stage(rd, iteration, "verdicts", "verdicts.jsonl", samples, train, verifier.max_error_rate)
     logger.info("E-step %d verdicts: %s", iteration, (rd.info(iteration, "verdicts") or {}).get("counts"))
-    return verdicts
+    return join_verdicts(samples, verdicts, where=str(rd.iter_dir(iteration) / "verdicts.jsonl"))

@@ -10,13 +10,18 @@ import dataclasses
 from typing import Any, Callable
 
 
-def opt(default: Any = dataclasses.MISSING, help: str = "", *, factory: Callable[[], Any] | None = None) -> Any:
-    """A dataclass field whose ``metadata["help"]`` documents it; ``factory`` for mutable defaults."""
+def opt(default: Any = dataclasses.MISSING, help: str = "", *, factory: Callable[[], Any] | None = None,
+        derived: str | None = None) -> Any:
+    """A dataclass field whose ``metadata["help"]`` documents it; ``factory`` for mutable defaults.
+
+    ``derived="model.dtype"``: within a run config the field is not a key of its own but takes the value of
+    that key (it is left out of config.yaml and the config reference; standalone uses still set it)."""
     if not help:
         raise ValueError("opt() needs a help text: every config field is documented where it is defined")
+    metadata = {"help": help, **({"derived": derived} if derived else {})}
     if factory is not None:
-        return dataclasses.field(default_factory=factory, metadata={"help": help})
-    return dataclasses.field(default=default, metadata={"help": help})
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def help_of(f: dataclasses.Field) -> str:

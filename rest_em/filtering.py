@@ -1,7 +1,10 @@
 """The filter stage: from verified samples to the SFT set the M-step trains on.
 
-    sft = filter_stage(rd, iteration, sets.train, cfg.filter)          # iter_NN/sft.jsonl
-    rows, stats = build_sft_set(samples, verdicts, prompts, cap=10, dedupe=True, seed=0, iteration=1)
+    sft = filter_stage(rd, iteration, sets.train, verified, cfg.filter)   # iter_NN/sft.jsonl
+    rows, stats = build_sft_set(verified, prompts, cap=10, dedupe=True, seed=0, iteration=1)
+
+``verified`` is the E-step's value (``rest_em.verification.VerifiedSample``: each sample joined with its
+verdict once, in ``join_verdicts``).
 
 1. ``error`` verdicts (our side broke) are counted and dropped; they never enter the SFT set.
 2. Only ``pass`` samples are kept; with ``dedupe`` identical solutions of one problem (same text after
@@ -19,13 +22,14 @@ import logging
 import random
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-from rest_em.config import FilterSection
-from rest_em.rundir import RunDir, read_rows
+from rest_em.rundir import RunDir
 
 if TYPE_CHECKING:
+    from rest_em.config import FilterSection
     from rest_em.problem_sets import ProblemSet
+    from rest_em.verification import VerifiedSample
 
 logger = logging.getLogger(__name__)
 
@@ -50,46 +54,41 @@ class FilterStats:
 
 
 def build_sft_set(
-    samples: Iterable[Mapping[str, Any]],
-    verdicts: Iterable[Mapping[str, Any]],
+    verified: Iterable["VerifiedSample"],
     prompts: Mapping[str, str],
     cap: int,
     dedupe: bool,
     seed: int,
     iteration: int,
 ) -> tuple[list[dict[str, Any]], FilterStats]:
-    """Join samples and verdicts on ``(problem_id, sample_idx)`` and keep the capped correct ones."""
+    """Keep the capped correct samples of ``verified`` (samples joined with their verdicts)."""
     if cap < 1:
         raise ValueError(f"filter.cap must be >= 1, got {cap}")
-    verdict_of = {(v["problem_id"], v["sample_idx"]): v for v in verdicts}
     counts: Counter[str] = Counter({"pass": 0, "fail": 0, "error": 0})
     error_reasons: Counter[str] = Counter()
-    correct: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    correct: dict[str, list["VerifiedSample"]] = defaultdict(list)
     problems: set[str] = set()
     num_samples = 0
-    for s in samples:
+    for s in verified:
         num_samples += 1
-        problems.add(s["problem_id"])
-        v = verdict_of.get((s["problem_id"], s["sample_idx"]))
-        if v is None:
-            raise ValueError(f"no verdict for sample {s['problem_id']}#{s['sample_idx']}")
-        counts[v["verdict"]] += 1
-        if v["verdict"] == "error":
-            error_reasons[v["reason"]] += 1
-        elif v["verdict"] == "pass":
-            correct[s["problem_id"]].append(s)
+        problems.add(s.problem_id)
+        counts[s.verdict] += 1
+        if s.verdict == "error":
+            error_reasons[s.reason or "unknown"] += 1
+        elif s.verdict == "pass":
+            correct[s.problem_id].append(s)
     if counts["error"]:
         logger.warning("%d samples had verifier errors (dropped): %s", counts["error"], dict(error_reasons))
 
     rows: list[dict[str, Any]] = []
     duplicates = capped = 0
     for pid in sorted(correct):
-        kept = sorted(correct[pid], key=lambda s: s["sample_idx"])
+        kept = sorted(correct[pid], key=lambda s: s.sample_idx)
         if dedupe:
             seen: set[str] = set()
             unique = []
             for s in kept:
-                key = s["text"].strip()
+                key = s.text.strip()
                 if key not in seen:
                     seen.add(key)
                     unique.append(s)
@@ -98,22 +97,21 @@ def build_sft_set(
         if len(kept) > cap:
             rng = random.Random(f"{seed}:{iteration}:{pid}")
             capped += len(kept) - cap
-            kept = sorted(rng.sample(kept, cap), key=lambda s: s["sample_idx"])
+            kept = sorted(rng.sample(kept, cap), key=lambda s: s.sample_idx)
         for s in kept:
-            rows.append({"problem_id": pid, "sample_idx": s["sample_idx"], "iteration": iteration,
-                         "prompt": prompts[pid], "completion": s["text"], "source": "sample"})
+            rows.append({"problem_id": pid, "sample_idx": s.sample_idx, "iteration": iteration,
+                         "prompt": prompts[pid], "completion": s.text, "source": "sample"})
     stats = FilterStats(len(problems), num_samples, dict(counts), dict(error_reasons), len(correct),
                         duplicates, capped, len(rows))
     return rows, stats
 
 
-def filter_stage(rd: RunDir, iteration: int, train: "ProblemSet", section: FilterSection) -> list[dict[str, Any]]:
+def filter_stage(rd: RunDir, iteration: int, train: "ProblemSet", verified: Sequence["VerifiedSample"],
+                 section: "FilterSection") -> list[dict[str, Any]]:
     """Drop errors, dedupe, cap per problem; write ``sft.jsonl`` and return its rows."""
-    out = rd.iter_dir(iteration)
 
     def compute() -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        rows, stats = build_sft_set(read_rows(out / "samples.jsonl"), read_rows(out / "verdicts.jsonl"), train.prompts,
-                                    section.cap, section.dedupe, section.seed, iteration)
+        rows, stats = build_sft_set(verified, train.prompts, section.cap, section.dedupe, section.seed, iteration)
         logger.info("filter %d: %d SFT rows from %d problems (coverage %.1f%%)", iteration, len(rows),
                     stats.problems_with_pass, 100 * stats.coverage)
         return rows, stats.to_dict()

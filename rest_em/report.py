@@ -27,10 +27,14 @@ def _load_json(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
-def collect(run_dir: Path) -> dict[str, Any]:
-    """Everything the report shows, as data (this is report.json)."""
+def read_config(run_dir: Path) -> dict[str, Any]:
+    return yaml.safe_load((Path(run_dir) / "config.yaml").read_text(encoding="utf-8")) or {}
+
+
+def collect(run_dir: Path, cfg: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything the report shows, as data (this is report.json); ``cfg``: the run's config.yaml, if read."""
     rd = RunDir(run_dir)
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    cfg = read_config(run_dir) if cfg is None else cfg
     entries = []
     for t in rd.iterations():
         d = rd.iter_dir(t)
@@ -80,8 +84,7 @@ def collect(run_dir: Path) -> dict[str, Any]:
             "algorithm": cfg.get("algorithm", "rest_em"),
             "transfer_task": cfg.get("task", {}).get("transfer", {}).get("name"),
             "model": cfg.get("model", {}).get("path"), "k_list": ev.get("k_list", []) if ev.get("n") else [],
-            "maj_k": ev.get("maj_k") if ev.get("n") else None, "iterations": entries,
-            "partial_credit": (cfg.get("grpo") or {}).get("partial_credit") or {}}
+            "maj_k": ev.get("maj_k") if ev.get("n") else None, "iterations": entries}
 
 
 def _policy_name(run_dir: Path, path: str | None) -> str:
@@ -112,7 +115,8 @@ def metric_keys(data: dict[str, Any]) -> list[str]:
     return keys + ([maj] if maj else [])
 
 
-def render_markdown(data: dict[str, Any]) -> str:
+def render_markdown(data: dict[str, Any], algorithm_lines: list[str] | None = None) -> str:
+    """report.md; ``algorithm_lines``: the algorithm's own section (``Algorithm.report_section``)."""
     keys = metric_keys(data)
     lines = [f"# ReST-EM run `{data['run']}`", "",
              f"Task `{data['task']}`, base model `{data['model']}`. Metrics in percent on the held-out test split; "
@@ -140,15 +144,7 @@ def render_markdown(data: dict[str, Any]) -> str:
         for e in data["iterations"]:
             m = e["transfer"] or {}
             lines.append(f"| {e['iteration']} | {m.get('num_problems', '—')} | " + " | ".join(_pct(m.get(k)) for k in keys) + " |")
-    datasets = [(e["iteration"], e["dataset"]) for e in data["iterations"] if e.get("dataset")]
-    if datasets:
-        lines += ["", f"## Training set (`{data.get('algorithm')}`)", "", "| iter | rows | by source | counts |",
-                  "|---|---|---|---|"]
-        for t, ds in datasets:
-            rest = {k: v for k, v in ds.items() if k not in ("num_rows", "sources")}
-            lines.append(f"| {t} | {ds.get('num_rows', '—')} | "
-                         + ", ".join(f"{k} {v}" for k, v in (ds.get("sources") or {}).items())
-                         + " | " + ", ".join(f"{k} {v}" for k, v in rest.items()) + " |")
+    lines += algorithm_lines or []
     lines += _reason_lines(data)
     notes = [n for e in data["iterations"] for n in e["notes"]]
     if notes:
@@ -183,6 +179,19 @@ def _reason_lines(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+def algorithm_section(run_dir: Path, data: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
+    """The run's algorithm's own lines of report.md, asked of its class through the registry (so this module
+    imports no algorithm); none when the algorithm cannot be found (a plugin that is not there any more)."""
+    from rest_em import registry
+
+    try:
+        cls = registry.get(data.get("algorithm") or "rest_em", plugins=cfg.get("plugins") or [])
+    except (KeyError, registry.RegistryError) as exc:
+        logger.warning("report of %s: no section of algorithm %r (%s)", run_dir, data.get("algorithm"), exc)
+        return []
+    return cls.report_section(run_dir, data, cfg)
+
+
 def plot(data: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -213,11 +222,10 @@ def plot(data: dict[str, Any], path: Path) -> None:
 def write_report(run_dir: Path) -> Path:
     """Rewrite report.json, report.md and metrics.png; returns the path of report.md."""
     run_dir = Path(run_dir)
-    data = collect(run_dir)
+    cfg = read_config(run_dir)
+    data = collect(run_dir, cfg)
     write_text_atomic(run_dir / "report.json", json.dumps(data, indent=1))
-    from rest_em.online.curves import write_training_curves  # online runs: reward.png and its section
-
-    write_text_atomic(run_dir / "report.md", render_markdown(data) + write_training_curves(run_dir, data["partial_credit"]))
+    write_text_atomic(run_dir / "report.md", render_markdown(data, algorithm_section(run_dir, data, cfg)))
     plot(data, run_dir / "metrics.png")
     logger.info("report written to %s", run_dir / "report.md")
     return run_dir / "report.md"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from rest_em.config import VerifierSection
@@ -166,3 +167,36 @@ def verdict_stage(
         return verdicts, {"seconds": time.monotonic() - start, "counts": counts}
 
     return rd.stage_rows(iteration, stage, path, compute)
+
+
+@dataclass(frozen=True)
+class VerifiedSample:
+    """One sample joined with its verdict: what every algorithm's M-step set is built from."""
+
+    problem_id: str
+    sample_idx: int
+    text: str
+    verdict: str  # pass | fail | error
+    reason: str | None = None
+    iteration: int | None = None
+    num_tokens: int | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == "pass"
+
+
+def join_verdicts(samples: Sequence[Mapping[str, Any]], verdicts: Sequence[Mapping[str, Any]], where: str = "samples"
+                  ) -> list[VerifiedSample]:
+    """Each sample row with its verdict row (joined on ``(problem_id, sample_idx)``), ordered by problem then
+    sample. A sample without a verdict is an error that names it: a verdicts file that does not match its
+    samples file must never pass silently."""
+    verdict_of = {(v["problem_id"], v["sample_idx"]): v for v in verdicts}
+    out = []
+    for s in samples:
+        v = verdict_of.get((s["problem_id"], s["sample_idx"]))
+        if v is None:
+            raise ValueError(f"{where}: no verdict for sample {s['problem_id']}#{s['sample_idx']}")
+        out.append(VerifiedSample(s["problem_id"], s["sample_idx"], s["text"], v["verdict"], v.get("reason"),
+                                  s.get("iteration"), s.get("num_tokens")))
+    return sorted(out, key=lambda r: (r.problem_id, r.sample_idx))

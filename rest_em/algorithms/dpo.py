@@ -10,16 +10,20 @@ arXiv 2305.18290), trained with TRL's ``DPOTrainer``.
   ``sft_train``). The reference model is the start (TRL copies it).
 - ``beta``, ``loss_type``, ``learning_rate`` come from ``dpo.*``, every other optimizer setting from
   ``training.*``. The checkpoint is a Hugging Face model in safetensors, like the SFT M-step's.
+- TRL's trainer runs in the driver process: ``training.launcher`` is refused when the config loads, and the
+  ``training.*`` keys it does not read (DeepSpeed, early stopping, packing, the launcher's) are named in a
+  warning (``DPO.unused_keys``). ``filter.dedupe`` and ``filter.seed`` drive the choice of pairs.
 """
 
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Any, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Sequence
 
 from rest_em.algorithms.base import Algorithm, Rows
+from rest_em.fields import opt
 from rest_em.mstep import m_step
-from rest_em.rundir import read_rows
 from rest_em.training.launch import make_trainer
 
 if TYPE_CHECKING:
@@ -27,21 +31,59 @@ if TYPE_CHECKING:
 
     from rest_em.policy import Policy
     from rest_em.problem_sets import ProblemSet
+    from rest_em.verification import VerifiedSample
 
 
-def build_pairs(samples: Rows, verdicts: Rows, prompts: dict[str, str], pairs_per_problem: int, dedupe: bool,
+@dataclass
+class DPOSection:
+    pairs_per_problem: int = opt(4, "dpo: most (correct, incorrect) pairs per problem, a seeded choice (`filter.seed`) "
+                                 "among all pairs of its distinct (`filter.dedupe`) correct and incorrect samples")
+    beta: float = opt(0.1, "dpo: the KL strength beta of the DPO loss (Rafailov et al. 2023 use 0.1)")
+    loss_type: str = opt("sigmoid", "dpo: TRL's `DPOConfig.loss_type` (`sigmoid` = the DPO paper's loss, `ipo`, "
+                         "`hinge`, ...)")
+    init: Literal["base", "sft"] = opt("base", "dpo: `base` = DPO from the M-step's start (`mstep.init`); `sft` = first "
+                                       "fine-tune it on the iteration's correct samples (the ReST-EM M-step, "
+                                       "`iter_NN/sft_checkpoint`), then DPO from that, which is also the reference model")
+    learning_rate: float | None = opt(None, "dpo: peak learning rate; `null` = `training.learning_rate` (every other "
+                                      "optimizer setting is `training.*`)")
+
+    def __post_init__(self) -> None:
+        if self.pairs_per_problem < 1:
+            raise ValueError(f"dpo.pairs_per_problem must be >= 1, got {self.pairs_per_problem}")
+        if self.beta <= 0:
+            raise ValueError(f"dpo.beta must be > 0, got {self.beta}")
+
+
+# training.* keys TRL's DPOTrainer (rest_em.algorithms.dpo_trainer) does not read, and why.
+_IN_PROCESS = "DPO trains in the driver process with TRL's trainer"
+DPO_UNUSED_TRAINING = {
+    "training.backend": "TRL's DPOTrainer runs without the project's DeepSpeed set-up",
+    "training.deepspeed_config": "TRL's DPOTrainer runs without the project's DeepSpeed set-up",
+    "training.zero_stage": "TRL's DPOTrainer runs without the project's DeepSpeed set-up",
+    "training.early_stopping": "DPO trains for training.num_epochs without a validation split",
+    "training.val_fraction": "DPO trains for training.num_epochs without a validation split",
+    "training.early_stopping_patience": "DPO trains for training.num_epochs without a validation split",
+    "training.evals_per_epoch": "DPO trains for training.num_epochs without a validation split",
+    "training.num_processes": _IN_PROCESS,
+    "training.num_nodes": _IN_PROCESS,
+    "training.hostfile": _IN_PROCESS,
+    "training.master_addr": _IN_PROCESS,
+    "training.master_port": _IN_PROCESS,
+    "training.remote_shell": _IN_PROCESS,
+    "training.packing": "TRL pads each (chosen, rejected) batch itself",
+    "training.supervised_logits_only": "the DPO loss needs the log-probabilities of every completion token of both",
+}
+
+
+def build_pairs(verified: Sequence["VerifiedSample"], prompts: dict[str, str], pairs_per_problem: int, dedupe: bool,
                 seed: int, iteration: int) -> tuple[Rows, dict[str, Any]]:
     """Preference pairs of one correct and one incorrect sample of the same problem, and their counts."""
-    verdict_of = {(v["problem_id"], v["sample_idx"]): v["verdict"] for v in verdicts}
-    by_problem: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    for s in sorted(samples, key=lambda s: (s["problem_id"], s["sample_idx"])):
-        verdict = verdict_of.get((s["problem_id"], s["sample_idx"]))
-        if verdict is None:
-            raise ValueError(f"no verdict for sample {s['problem_id']}#{s['sample_idx']}")
-        groups = by_problem.setdefault(s["problem_id"], {"pass": [], "fail": [], "error": []})
-        if dedupe and any(o["text"].strip() == s["text"].strip() for o in groups[verdict]):
+    by_problem: dict[str, dict[str, list["VerifiedSample"]]] = {}
+    for s in sorted(verified, key=lambda s: (s.problem_id, s.sample_idx)):
+        groups = by_problem.setdefault(s.problem_id, {"pass": [], "fail": [], "error": []})
+        if dedupe and any(o.text.strip() == s.text.strip() for o in groups[s.verdict]):
             continue
-        groups[verdict].append(s)
+        groups[s.verdict].append(s)
     rows: Rows = []
     counts = {"problems": len(by_problem), "problems_with_pairs": 0, "problems_only_correct": 0,
               "problems_only_incorrect": 0, "problems_without_valid_samples": 0}
@@ -63,37 +105,51 @@ def build_pairs(samples: Rows, verdicts: Rows, prompts: dict[str, str], pairs_pe
         chosen = sorted(rng.sample(range(len(combos)), min(pairs_per_problem, len(combos))))
         for i in chosen:
             g, b = combos[i]
-            rows.append({"problem_id": pid, "iteration": iteration, "chosen_idx": g["sample_idx"],
-                         "rejected_idx": b["sample_idx"], "prompt": prompts[pid], "chosen": g["text"],
-                         "rejected": b["text"], "source": "sample"})
+            rows.append({"problem_id": pid, "iteration": iteration, "chosen_idx": g.sample_idx,
+                         "rejected_idx": b.sample_idx, "prompt": prompts[pid], "chosen": g.text,
+                         "rejected": b.text, "source": "sample"})
     return rows, {**counts, "pairs": len(rows)}
 
 
 class DPO(Algorithm):
     name = "dpo"
     source = "Rafailov et al. 2023, Direct Preference Optimization (arXiv 2305.18290), via TRL's DPOTrainer"
+    Section = DPOSection
     own_set = True
+    trains_in_process = True
+    unused_keys = DPO_UNUSED_TRAINING
     empty_reason = "no (correct, incorrect) pair of the same problem"
+
+    @classmethod
+    def unused_settings(cls, cfg: Any) -> Mapping[str, str]:
+        out = dict(cls.unused_keys)
+        if cfg.dpo.learning_rate is not None:
+            out["training.learning_rate"] = "dpo.learning_rate is set and takes its place"
+        if cfg.dpo.init == "base":
+            out["filter.cap"] = "pairs are capped by dpo.pairs_per_problem (filter.cap caps the SFT start of dpo.init: sft)"
+        return out
 
     def trainer(self) -> Any:
         from rest_em.algorithms.dpo_trainer import TRLDPOTrainer
 
-        return TRLDPOTrainer(self.cfg.training, self.cfg.dpo)
+        return TRLDPOTrainer(self.cfg.training, self.settings)
 
-    def own_rows(self, iteration: int, train: "ProblemSet", sft: Rows) -> tuple[Rows, dict[str, Any]]:
-        d = self.rd.iter_dir(iteration)
-        f, p = self.cfg.filter, self.cfg.dpo
-        return build_pairs(read_rows(d / "samples.jsonl"), read_rows(d / "verdicts.jsonl"), train.prompts,
-                           p.pairs_per_problem, f.dedupe, f.seed, iteration)
+    def own_rows(self, iteration: int, train: "ProblemSet", verified: Sequence["VerifiedSample"], sft: Rows
+                 ) -> tuple[Rows, dict[str, Any]]:
+        f, p = self.cfg.filter, self.settings
+        return build_pairs(verified, train.prompts, p.pairs_per_problem, f.dedupe, f.seed, iteration)
 
     def row_key(self, row: dict[str, Any]) -> tuple:
         return row["problem_id"], row["prompt"], row["chosen"].strip(), row["rejected"].strip()
 
     def init(self, iteration: int, policy: "Policy", free_memory: Callable[[], None]) -> "Path":
         start = super().init(iteration, policy, free_memory)
-        if self.cfg.dpo.init == "base":
+        if self.settings.init == "base":
             return start
-        sft = read_rows(self.rd.iter_dir(iteration) / "sft.jsonl")
+        sft = self.sft_rows[iteration]  # the filter stage's correct samples of this iteration (train_set ran first)
         step = m_step(self.rd, iteration, start, sft, make_trainer(self.cfg.training), free_memory=free_memory,
                       stage="sft_train", dirname="sft_checkpoint")
         return start if step.skipped else step.checkpoint
+
+
+ALGORITHM = DPO

@@ -18,10 +18,12 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-from rest_em.algorithm_config import DPOSection
 from rest_em.training import TrainConfig, TrainResult
+
+if TYPE_CHECKING:
+    from rest_em.algorithms.dpo import DPOSection
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +42,7 @@ def _precision(dtype: str, cuda: bool) -> dict[str, bool]:
 @dataclass(frozen=True)
 class TRLDPOTrainer:
     config: TrainConfig
-    dpo: DPOSection
+    dpo: "DPOSection"
 
     def train(self, init: Path, rows: Sequence[dict[str, Any]], output_dir: Path) -> TrainResult:
         if not rows:

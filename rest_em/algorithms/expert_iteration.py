@@ -18,3 +18,6 @@ class ExpertIteration(Algorithm):
     source = "Havrilla et al. 2024, Teaching Large Language Models to Reason with RL (arXiv 2403.04642)"
     default_accumulate = True
     default_init = "base"
+
+
+ALGORITHM = ExpertIteration

@@ -15,15 +15,17 @@ embedded tasks (arithmetic, code_embedded); any other task is refused before the
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
 
 from rest_em.algorithms.base import Algorithm, Rows
 from rest_em.config import ConfigError
-from rest_em.rundir import read_rows
+from rest_em.fields import opt
 
 if TYPE_CHECKING:
     from rest_em.problem_sets import ProblemSet, ProblemSets
     from rest_em.tasks.base import Problem
+    from rest_em.verification import VerifiedSample
 
 # Tasks whose train problems carry a reference solution (Problem.solution) that a model could have written.
 REFERENCE_TASKS = ("arithmetic", "math", "gsm8k", "code_embedded", "apps", "mbpp")
@@ -40,17 +42,23 @@ def reference_completion(domain: str, problem: "Problem") -> str | None:
     return problem.solution
 
 
-def pass_rates(verdicts: Rows) -> dict[str, float]:
+@dataclass
+class HPTSection:
+    threshold: float = opt(0.0, "hpt_gate: a train problem whose E-step pass rate is at or below this trains on its "
+                           "reference solution instead of its samples (Lv et al. 2025 use 0: only unsolved problems)")
+
+
+def pass_rates(verified: Sequence["VerifiedSample"]) -> dict[str, float]:
     """Problem id -> passes / (passes + fails); problems with only ``error`` verdicts are left out."""
     counts: dict[str, Counter[str]] = {}
-    for v in verdicts:
-        counts.setdefault(v["problem_id"], Counter())[v["verdict"]] += 1
+    for v in verified:
+        counts.setdefault(v.problem_id, Counter())[v.verdict] += 1
     return {pid: c["pass"] / (c["pass"] + c["fail"]) for pid, c in counts.items() if c["pass"] + c["fail"]}
 
 
-def gate_rows(sft: Rows, verdicts: Rows, train: "ProblemSet", threshold: float, iteration: int
+def gate_rows(sft: Rows, verified: Sequence["VerifiedSample"], train: "ProblemSet", threshold: float, iteration: int
               ) -> tuple[Rows, dict[str, Any]]:
-    rates = pass_rates(verdicts)
+    rates = pass_rates(verified)
     gated = sorted(pid for pid, rate in rates.items() if rate <= threshold)
     problems = train.by_id()
     rows = [{**r, "source": "sample"} for r in sft if r["problem_id"] not in set(gated)]
@@ -63,7 +71,7 @@ def gate_rows(sft: Rows, verdicts: Rows, train: "ProblemSet", threshold: float, 
         rows.append({"problem_id": pid, "sample_idx": None, "iteration": iteration, "prompt": train.prompts[pid],
                      "completion": ref, "source": "reference"})
     rows.sort(key=lambda r: (r["problem_id"], -1 if r["sample_idx"] is None else r["sample_idx"]))
-    seen_ids = {v["problem_id"] for v in verdicts}
+    seen_ids = {v.problem_id for v in verified}
     return rows, {"threshold": threshold, "gated_problems": len(gated), "references_added": len(gated) - len(missing),
                   "gated_without_reference": len(missing), "problems_without_valid_verdicts": len(seen_ids - set(rates)),
                   "sample_rows_dropped_by_gate": sum(r["problem_id"] in set(gated) for r in sft)}
@@ -72,6 +80,8 @@ def gate_rows(sft: Rows, verdicts: Rows, train: "ProblemSet", threshold: float, 
 class HPTGate(Algorithm):
     name = "hpt_gate"
     source = "Lv et al. 2025, Towards a Unified View of LLM Post-Training (HPT, arXiv 2509.04419)"
+    Section = HPTSection
+    section = "hpt"
     own_set = True
 
     def check(self, sets: "ProblemSets") -> None:
@@ -82,6 +92,9 @@ class HPTGate(Algorithm):
                               f"has {'none' if not with_ref else 'no usable ones'} (tasks with reference solutions: "
                               f"{', '.join(REFERENCE_TASKS)})")
 
-    def own_rows(self, iteration: int, train: "ProblemSet", sft: Rows) -> tuple[Rows, dict[str, Any]]:
-        verdicts = read_rows(self.rd.iter_dir(iteration) / "verdicts.jsonl")
-        return gate_rows(sft, verdicts, train, self.cfg.hpt.threshold, iteration)
+    def own_rows(self, iteration: int, train: "ProblemSet", verified: Sequence["VerifiedSample"], sft: Rows
+                 ) -> tuple[Rows, dict[str, Any]]:
+        return gate_rows(sft, verified, train, self.settings.threshold, iteration)
+
+
+ALGORITHM = HPTGate

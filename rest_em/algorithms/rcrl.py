@@ -23,16 +23,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from rest_em import training
 from rest_em.algorithms.base import Algorithm, Rows
+from rest_em.fields import opt
 from rest_em.policy import Policy
-from rest_em.rundir import read_rows
 from rest_em.training import TrainConfig, TrainResult
+from rest_em.training.launch import make_trainer
 
 if TYPE_CHECKING:
     from rest_em.problem_sets import ProblemSet
+    from rest_em.verification import VerifiedSample
 
 logger = logging.getLogger(__name__)
+
+@dataclass
+class RCRLSection:
+    incorrect_per_problem: int | None = opt(
+        None, "rcrl: most incorrect samples kept per problem, a seeded choice (`filter.seed`; `null` = all, as RCRL "
+        "trains on every sample); a small number balances the two reward tokens and bounds the M-step's cost")
+
+    def __post_init__(self) -> None:
+        if self.incorrect_per_problem is not None and self.incorrect_per_problem < 0:
+            raise ValueError(f"rcrl.incorrect_per_problem must be >= 0, got {self.incorrect_per_problem}")
+
 
 CORRECT = "<|reward_correct|>"
 INCORRECT = "<|reward_incorrect|>"
@@ -87,14 +99,15 @@ def add_reward_tokens(src: Path, dst: Path) -> Path:
 
 @dataclass(frozen=True)
 class RCRLTrainer:
-    """SFT from a copy of the start model that has the reward tokens (``work_dir/rcrl_base`` for the base)."""
+    """SFT from a copy of the start model that has the reward tokens (``work_dir/rcrl_base`` for the base), in
+    this process or as a launched job (``training.launcher``), like ReST-EM's M-step."""
 
     config: TrainConfig
     work_dir: Path
 
     def train(self, init: Path, rows: Sequence[dict[str, Any]], output_dir: Path) -> TrainResult:
         start = Path(init) if has_reward_tokens(init) else add_reward_tokens(Path(init), self.work_dir / "rcrl_base")
-        return training.train(str(start), list(rows), self.config, str(output_dir))
+        return make_trainer(self.config).train(start, list(rows), Path(output_dir))
 
 
 class _ConditionedSampler:
@@ -127,7 +140,10 @@ class ConditionedPolicy(Policy):
 class RCRL(Algorithm):
     name = "rcrl"
     source = "return-conditioned RL: Chen et al. 2021 (Decision Transformer); for reasoning, Havrilla et al. 2024"
+    Section = RCRLSection
     own_set = True
+    unused_keys = {"filter.cap": "RCRL trains on every verified sample; rcrl.incorrect_per_problem bounds the "
+                                 "incorrect ones"}
 
     def condition(self, policy: Policy) -> Policy:
         # The base model has no reward token to condition on; its completions are stripped all the same.
@@ -136,35 +152,32 @@ class RCRL(Algorithm):
     def trainer(self) -> RCRLTrainer:
         return RCRLTrainer(self.cfg.training, self.rd.root)
 
-    def own_rows(self, iteration: int, train: "ProblemSet", sft: Rows) -> tuple[Rows, dict[str, Any]]:
-        d = self.rd.iter_dir(iteration)
-        rows = reward_rows(read_rows(d / "samples.jsonl"), read_rows(d / "verdicts.jsonl"), train.prompts,
-                           self.cfg.filter.dedupe, iteration, self.cfg.rcrl.incorrect_per_problem, self.cfg.filter.seed)
+    def own_rows(self, iteration: int, train: "ProblemSet", verified: Sequence["VerifiedSample"], sft: Rows
+                 ) -> tuple[Rows, dict[str, Any]]:
+        rows = reward_rows(verified, train.prompts, self.cfg.filter.dedupe, iteration,
+                           self.settings.incorrect_per_problem, self.cfg.filter.seed)
         return rows, {"rows_correct": sum(r["reward"] == "correct" for r in rows),
                       "rows_incorrect": sum(r["reward"] == "incorrect" for r in rows)}
 
 
-def reward_rows(samples: Rows, verdicts: Rows, prompts: dict[str, str], dedupe: bool, iteration: int,
+def reward_rows(verified: Sequence["VerifiedSample"], prompts: dict[str, str], dedupe: bool, iteration: int,
                 incorrect_per_problem: int | None = None, seed: int = 0) -> Rows:
     """One row per non-error sample: the prompt plus the token of its verdict -> the sample's text (at most
     ``incorrect_per_problem`` incorrect ones per problem, a seeded choice, when it is set)."""
-    verdict_of = {(v["problem_id"], v["sample_idx"]): v["verdict"] for v in verdicts}
     seen: set[tuple[str, str, str]] = set()
     rows = []
-    for s in sorted(samples, key=lambda s: (s["problem_id"], s["sample_idx"])):
-        verdict = verdict_of.get((s["problem_id"], s["sample_idx"]))
-        if verdict is None:
-            raise ValueError(f"no verdict for sample {s['problem_id']}#{s['sample_idx']}")
+    for s in sorted(verified, key=lambda s: (s.problem_id, s.sample_idx)):
+        verdict = s.verdict
         if verdict == "error":
             continue
-        text = strip_reward_tokens(s["text"])
-        key = (s["problem_id"], verdict, text.strip())
+        text = strip_reward_tokens(s.text)
+        key = (s.problem_id, verdict, text.strip())
         if dedupe and key in seen:
             continue
         seen.add(key)
         reward = "correct" if verdict == "pass" else "incorrect"
-        rows.append({"problem_id": s["problem_id"], "sample_idx": s["sample_idx"], "iteration": iteration,
-                     "prompt": prompts[s["problem_id"]] + (CORRECT if verdict == "pass" else INCORRECT),
+        rows.append({"problem_id": s.problem_id, "sample_idx": s.sample_idx, "iteration": iteration,
+                     "prompt": prompts[s.problem_id] + (CORRECT if verdict == "pass" else INCORRECT),
                      "completion": text, "reward": reward, "source": "sample"})
     if incorrect_per_problem is None:
         return rows
@@ -174,3 +187,5 @@ def reward_rows(samples: Rows, verdicts: Rows, prompts: dict[str, str], dedupe: 
         keep.update(random.Random(f"{seed}:{iteration}:{pid}").sample(bad, min(incorrect_per_problem, len(bad))))
     return [r for i, r in enumerate(rows) if r["reward"] == "correct" or i in keep]
 
+
+ALGORITHM = RCRL

@@ -40,7 +40,8 @@ class TrainConfig:
     lr_scheduler: str = opt("constant", "a transformers scheduler name (`constant`, `cosine`, `linear`, ...)")
     dtype: str = opt("auto", "`auto` = bfloat16 mixed precision on GPUs and CPUs that have bfloat16 "
                      "instructions (AVX512-BF16, AMX), else float32 on CPU (float16 on older GPUs); `float32`, "
-                     "`bfloat16` (mixed precision), `float16` (GPUs)")
+                     "`bfloat16` (mixed precision), `float16` (GPUs). In a run config it is `model.dtype`",
+                     derived="model.dtype")
     early_stopping: bool = opt(False, "stop when the loss on a validation split stops improving (paper)")
     val_fraction: float = opt(0.1, "share of problems held out for early stopping")
     early_stopping_patience: int = opt(1, "evaluations without improvement before stopping")

@@ -21,6 +21,7 @@ from rest_em.loop import run
 from rest_em.rundir import RunDir
 from rest_em.sampling.params import Completion
 from rest_em.tasks import load_task
+from rest_em.verification import join_verdicts
 from verifiers.io import read_jsonl
 from verifiers.verdict import Verdict
 
@@ -213,7 +214,7 @@ def test_dpo_pairs_come_from_one_problem_with_different_verdicts():
             samples.append({"problem_id": pid, "sample_idx": i, "text": f"{pid} {i}"})
             verdicts.append({"problem_id": pid, "sample_idx": i, "verdict": o})
     prompts = {pid: f"Q {pid}" for pid in plan}
-    pairs, info = build_pairs(samples, verdicts, prompts, pairs_per_problem=4, dedupe=True, seed=0, iteration=1)
+    pairs, info = build_pairs(join_verdicts(samples, verdicts), prompts, pairs_per_problem=4, dedupe=True, seed=0, iteration=1)
     verdict_of = {(v["problem_id"], v["sample_idx"]): v["verdict"] for v in verdicts}
     assert len(pairs) == 4 and {p["problem_id"] for p in pairs} == {"mixed"}
     for p in pairs:
@@ -224,9 +225,9 @@ def test_dpo_pairs_come_from_one_problem_with_different_verdicts():
     assert len({(p["chosen_idx"], p["rejected_idx"]) for p in pairs}) == 4
     assert info == {"problems": 4, "problems_with_pairs": 1, "problems_only_correct": 1, "problems_only_incorrect": 1,
                     "problems_without_valid_samples": 1, "pairs": 4}
-    again, _ = build_pairs(samples, verdicts, prompts, pairs_per_problem=4, dedupe=True, seed=0, iteration=1)
+    again, _ = build_pairs(join_verdicts(samples, verdicts), prompts, pairs_per_problem=4, dedupe=True, seed=0, iteration=1)
     assert again == pairs  # seeded
-    all_pairs, _ = build_pairs(samples, verdicts, prompts, pairs_per_problem=100, dedupe=True, seed=0, iteration=1)
+    all_pairs, _ = build_pairs(join_verdicts(samples, verdicts), prompts, pairs_per_problem=100, dedupe=True, seed=0, iteration=1)
     assert len(all_pairs) == 2 * 3
 
 
@@ -273,20 +274,6 @@ def test_each_algorithm_resumes_after_a_crash(setup, algorithm):
     assert rd.done(2, "train") and (rd.iter_dir(2) / "checkpoint" / "config.json").exists()
     assert (rd.iter_dir(2) / ("train_set.jsonl" if algorithm != "rest_em" else "sft.jsonl")).read_text() == first_rows
     assert [e["iteration"] for e in json.loads((cfg.run_dir() / "report.json").read_text())["iterations"]] == [0, 1, 2]
-
-
-def test_grpo_goes_to_the_online_module(setup, monkeypatch):
-    from rest_em import algorithms
-
-    cfg, _, _ = setup("grpo", lambda m, j, i: True)
-    monkeypatch.setitem(algorithms.ONLINE, "grpo", ("rest_em_missing_online.grpo:run", "grpo needs the online RL module"))
-    with pytest.raises(ConfigError, match="grpo needs the online RL module"):
-        run(cfg)
-    fake = types.ModuleType("rest_em_fake_online")
-    fake.run = lambda c: Path("online-report.md")
-    monkeypatch.setitem(sys.modules, "rest_em_fake_online", fake)
-    monkeypatch.setitem(algorithms.ONLINE, "grpo", ("rest_em_fake_online:run", "unused"))
-    assert run(cfg) == Path("online-report.md")
 
 
 def test_compare_puts_runs_side_by_side_and_refuses_different_evaluations(setup, tmp_path, capsys):
@@ -340,13 +327,13 @@ def test_rcrl_rows_keep_every_sample_unless_incorrect_ones_are_capped():
     verdicts = [{"problem_id": s["problem_id"], "sample_idx": s["sample_idx"],
                  "verdict": ["pass", "fail", "fail", "error"][s["sample_idx"]]} for s in samples]
     prompts = {"a": "A", "b": "B"}
-    every = reward_rows(samples, verdicts, prompts, dedupe=True, iteration=1)
+    every = reward_rows(join_verdicts(samples, verdicts), prompts, dedupe=True, iteration=1)
     assert [(r["problem_id"], r["sample_idx"], r["prompt"]) for r in every] == [
         ("a", 0, "A" + CORRECT), ("a", 1, "A" + INCORRECT), ("a", 2, "A" + INCORRECT),
         ("b", 0, "B" + CORRECT), ("b", 1, "B" + INCORRECT), ("b", 2, "B" + INCORRECT)]
-    capped = reward_rows(samples, verdicts, prompts, dedupe=True, iteration=1, incorrect_per_problem=1, seed=0)
+    capped = reward_rows(join_verdicts(samples, verdicts), prompts, dedupe=True, iteration=1, incorrect_per_problem=1, seed=0)
     assert [r["reward"] for r in capped] == ["correct", "incorrect"] * 2
-    assert capped == reward_rows(samples, verdicts, prompts, True, 1, 1, 0)
+    assert capped == reward_rows(join_verdicts(samples, verdicts), prompts, True, 1, 1, 0)
 
 
 @pytest.mark.slow
@@ -368,7 +355,7 @@ def test_kill_9_and_resume_with_real_training(tmp_path, tiny_model_dir, algorith
            f"model.path={tiny_model_dir}", f"run.output_dir={tmp_path / 'runs'}", "run.name=kill", "sampling.backend=hf",
            "task.num_train=4", "task.num_test=3", "sampling.n=4", "sampling.max_tokens=6", "eval.max_tokens=6",
            "eval.n=2", "eval.k_list=[1,2]", "eval.maj_k=2", "training.num_epochs=1", "training.per_device_batch_size=4",
-           "model.dtype=float32", "training.dtype=float32", f"algorithm={algorithm}"]
+           "model.dtype=float32", f"algorithm={algorithm}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
 
     def run_until(path: Path | None, timeout_s: float = 300) -> None:

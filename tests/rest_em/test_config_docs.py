@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 
+from rest_em import registry
 from rest_em.config import Config
 from rest_em.config_docs import DOC, reference, splice
 
@@ -18,12 +19,25 @@ def test_every_field_has_help_text():
     def walk(cls, prefix=""):
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
+            if f.metadata.get("internal") or f.metadata.get("sections"):
+                continue  # loading messages; the algorithm sections, walked below from the registry
             if dataclasses.is_dataclass(hints[f.name]):
                 yield from walk(hints[f.name], f"{prefix}{f.name}.")
             yield f"{prefix}{f.name}", f.metadata.get("help", "")
 
+    sections = [(cls.Section, f"{cls.section_key()}.") for cls in registry.algorithms().values() if cls.Section]
     missing = [name for name, text in walk(Config) if not text]
-    assert missing == []
+    missing += [name for cls, prefix in sections for name, text in walk(cls, prefix) if not text]
+    assert len(sections) >= 4 and missing == []
+
+
+def test_reference_has_every_algorithm_section_and_what_it_does_not_read():
+    text = reference()
+    for cls in registry.algorithms().values():
+        if cls.section_key():
+            assert f"### `{cls.section_key()}`" in text
+        assert f"| `{cls.name}` |" in text
+    assert "`training.dtype`" not in text  # one dtype key: model.dtype
 
 
 def test_reference_lists_defaults_and_nested_keys():

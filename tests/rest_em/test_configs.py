@@ -106,7 +106,7 @@ def test_shipped_config_runs_one_iteration(name, tiny_model_dir, tmp_path, monke
         overrides.append("task.transfer.num_problems=2")
     if shipped.algorithm == "grpo":  # online RL: a few tiny steps of small groups
         overrides += ["grpo.max_steps=2", "grpo.eval_every=2", "grpo.group_size=2", "grpo.prompts_per_step=2",
-                      "grpo.micro_batch_size=2", "grpo.max_completion_length=8"]
+                      "grpo.micro_batch_size=2", "sampling.max_tokens=8"]
     if shipped.task.name == "apps":
         # The local APPS sample holds 1 introductory train problem with a solution; its prompt is ~2.5k tokens
         # with the tiny model's 320-token vocabulary (under 1k with a real tokenizer).

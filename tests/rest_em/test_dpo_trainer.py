@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rest_em.algorithm_config import DPOSection
+from rest_em.algorithms.dpo import DPOSection
 from rest_em.algorithms.dpo_trainer import TRLDPOTrainer
 from rest_em.training import TrainConfig
 

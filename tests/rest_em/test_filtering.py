@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rest_em.filtering import build_sft_set
+from rest_em.verification import join_verdicts
 
 PROMPTS = {"a": "PA", "b": "PB", "c": "PC"}
 
@@ -23,7 +24,7 @@ def rows(spec):
 
 def test_errors_are_counted_and_never_kept():
     samples, verdicts = rows({"a": [("x", "error"), ("y", "pass")], "b": [("z", "error")], "c": [("w", "fail")]})
-    sft, stats = build_sft_set(samples, verdicts, PROMPTS, cap=10, dedupe=True, seed=0, iteration=1)
+    sft, stats = build_sft_set(join_verdicts(samples, verdicts), PROMPTS, cap=10, dedupe=True, seed=0, iteration=1)
     assert [(r["problem_id"], r["sample_idx"]) for r in sft] == [("a", 1)]
     assert stats.verdicts == {"pass": 1, "fail": 1, "error": 2}
     assert stats.error_reasons == {"unparseable_reference": 2}
@@ -35,10 +36,10 @@ def test_errors_are_counted_and_never_kept():
 
 def test_dedupe_keeps_the_first_copy():
     samples, verdicts = rows({"a": [("s1", "pass"), (" s1\n", "pass"), ("s2", "pass"), ("s1", "fail")]})
-    sft, stats = build_sft_set(samples, verdicts, PROMPTS, cap=10, dedupe=True, seed=0, iteration=1)
+    sft, stats = build_sft_set(join_verdicts(samples, verdicts), PROMPTS, cap=10, dedupe=True, seed=0, iteration=1)
     assert [r["sample_idx"] for r in sft] == [0, 2]
     assert stats.duplicates_dropped == 1
-    sft, _ = build_sft_set(samples, verdicts, PROMPTS, cap=10, dedupe=False, seed=0, iteration=1)
+    sft, _ = build_sft_set(join_verdicts(samples, verdicts), PROMPTS, cap=10, dedupe=False, seed=0, iteration=1)
     assert [r["sample_idx"] for r in sft] == [0, 1, 2]
 
 
@@ -46,8 +47,8 @@ def test_cap_is_seeded_and_random():
     samples, verdicts = rows({"a": [(f"s{i}", "pass") for i in range(20)], "b": [("t", "pass")]})
     picks = set()
     for seed in range(6):
-        sft, stats = build_sft_set(samples, verdicts, PROMPTS, cap=3, dedupe=True, seed=seed, iteration=1)
-        again, _ = build_sft_set(samples, verdicts, PROMPTS, cap=3, dedupe=True, seed=seed, iteration=1)
+        sft, stats = build_sft_set(join_verdicts(samples, verdicts), PROMPTS, cap=3, dedupe=True, seed=seed, iteration=1)
+        again, _ = build_sft_set(join_verdicts(samples, verdicts), PROMPTS, cap=3, dedupe=True, seed=seed, iteration=1)
         assert sft == again  # same seed, same choice
         a_rows = [r["sample_idx"] for r in sft if r["problem_id"] == "a"]
         assert len(a_rows) == 3 and a_rows == sorted(a_rows)
@@ -60,4 +61,4 @@ def test_cap_is_seeded_and_random():
 def test_missing_verdict_is_an_error():
     samples, verdicts = rows({"a": [("x", "pass"), ("y", "pass")]})
     with pytest.raises(ValueError, match="no verdict for sample a#1"):
-        build_sft_set(samples, verdicts[:1], PROMPTS, cap=2, dedupe=True, seed=0, iteration=1)
+        build_sft_set(join_verdicts(samples, verdicts[:1]), PROMPTS, cap=2, dedupe=True, seed=0, iteration=1)

@@ -61,8 +61,8 @@ def grpo(tmp_path, tiny_model_dir, monkeypatch):
     overrides = [
         "algorithm=grpo", f"model.path={tiny_model_dir}", f"run.output_dir={tmp_path / 'runs'}", "model.dtype=float32",
         "task.num_train=4", "task.num_test=2", "sampling.backend=hf", "eval.n=2", "eval.k_list=[1,2]", "eval.maj_k=2",
-        "eval.max_tokens=4", "grpo.group_size=4", "grpo.prompts_per_step=2", "grpo.max_completion_length=4",
-        "grpo.learning_rate=1e-3", "grpo.gradient_checkpointing=false", "grpo.backend=hf", "grpo.report_to=[]"]
+        "eval.max_tokens=4", "grpo.group_size=4", "grpo.prompts_per_step=2", "sampling.max_tokens=4",
+        "training.learning_rate=1e-3", "training.gradient_checkpointing=false", "grpo.backend=hf", "grpo.report_to=[]"]
     return overrides, calls, use
 
 
@@ -106,7 +106,7 @@ def test_iterate_runs_grpo_with_an_evaluation_every_eval_every_steps(grpo, tmp_p
 
 
 def test_error_verdicts_get_no_reward_and_no_advantage(grpo, tmp_path):
-    from rest_em.online.grpo import StepLog, build_trainer
+    from rest_em.algorithms.grpo import StepLog, build_trainer
     from rest_em.problem_sets import build_problem_sets
 
     overrides, calls, use = grpo

@@ -112,7 +112,7 @@ def test_partial_credit_rewards_a_fail_by_its_reason_and_never_an_error():
                                            ({"wrong_answer": -0.1}, r"in \[0, 1\)"),
                                            ({"wrong_answer": True}, r"in \[0, 1\)")])
 def test_partial_credit_is_checked_in_the_config(credit, match):
-    from rest_em.config import GRPOSection
+    from rest_em.algorithms.grpo import GRPOSection
 
     with pytest.raises(ValueError, match=match):
         GRPOSection(partial_credit=credit)

@@ -144,7 +144,7 @@ def test_two_process_deepspeed_m_step_matches_one_process(tiny_model_dir, tmp_pa
         "task.num_test=2", "sampling.n=2", "eval.greedy=false", "eval.n=1", "eval.k_list=[1]", "eval.maj_k=0",
         "verifier.workers=1", "iterations=1", "filter.cap=1", "training.backend=deepspeed", "training.zero_stage=2",
         "training.launcher=torchrun", "training.num_processes=2", "training.per_device_batch_size=2",
-        "training.num_epochs=1", "training.learning_rate=1e-3", "training.dtype=float32", "training.max_seq_len=320",
+        "training.num_epochs=1", "training.learning_rate=1e-3", "training.max_seq_len=320",
         "training.packing=false"])  # padded batches on both sides: the in-process trace below wraps that collator
     task = load_task(cfg.task)
     answers = {p.question: p.payload["reference"] for p in (*task.train, *task.test)}

@@ -181,7 +181,7 @@ def test_kill_9_and_resume(tmp_path, tiny_model_dir):
            f"model.path={tiny_model_dir}", f"run.output_dir={tmp_path / 'runs'}", "run.name=kill", "sampling.backend=hf",
            "task.num_train=4", "task.num_test=3", "sampling.n=4", "sampling.max_tokens=6", "eval.max_tokens=6",
            "eval.n=2", "eval.k_list=[1,2]", "eval.maj_k=2", "training.num_epochs=1", "training.per_device_batch_size=4",
-           "model.dtype=float32", "training.dtype=float32"]
+           "model.dtype=float32"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
 
     def run_until(path: Path | None, timeout_s: float = 120) -> int | None:

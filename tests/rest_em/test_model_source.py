@@ -52,7 +52,7 @@ def _run_with(model_path: str, tmp_path, monkeypatch):
     cfg = load_config(REPO / "configs" / "default.yaml", [
         f"model.path={model_path}", f"run.output_dir={tmp_path / 'runs'}", "run.name=hub", "task.num_train=3",
         "task.num_test=2", "sampling.n=1", "eval.n=1", "eval.k_list=[1]", "eval.maj_k=1", "verifier.workers=1",
-        "iterations=1", "training.num_epochs=1", "training.dtype=float32", "training.max_seq_len=96"])
+        "iterations=1", "training.num_epochs=1", "training.max_seq_len=96"])
     answers = {p.question: p.payload["reference"] for p in (*load_task(cfg.task).train, *load_task(cfg.task).test)}
     opened: list = []
     monkeypatch.setattr("rest_em.sampling.make_sampler", lambda path, backend="auto", **kw: GoodSampler(opened, path, answers))

@@ -1,12 +1,20 @@
 """``algorithm: grpo``: online RL with TRL's GRPOTrainer, rewarded by the same binary verifiers.
 
-    report = run(cfg)        # rest-em iterate --config configs/grpo-default.yaml
+    rest-em iterate --config configs/grpo-default.yaml       # the same driver as ReST-EM (rest_em/loop.py)
 
     iteration 0: evaluate the base model (the same held-out evaluation as ReST-EM)
-    iteration t: train GRPO up to step min(t * grpo.eval_every, grpo.max_steps) -- every step samples
-                 grpo.group_size completions for each of grpo.prompts_per_step train prompts, verifies
-                 the whole batch at once (rewards 1/0, errors no reward), and takes one optimizer step --
-                 then export the policy to iter_NN/checkpoint and evaluate it; rewrite the report
+    iteration t: ``improve``: train GRPO up to step min(t * grpo.eval_every, grpo.max_steps) -- every step
+                 samples grpo.group_size completions for each of grpo.prompts_per_step train prompts,
+                 verifies the whole batch at once (rewards 1/0, errors no reward), and takes one optimizer
+                 step -- then export the policy to iter_NN/checkpoint; the driver evaluates it and rewrites
+                 the report
+
+Settings: ``grpo.*`` holds what is GRPO's own (steps, group size, beta, clipping, loss type, partial
+credit, the generation backend, TRL pass-through). The completions are sampled with ``sampling.*``
+(``temperature``, ``top_p``, ``top_k``, ``max_tokens``, ``stop``, ``gpu_memory_utilization``), the
+optimizer is ``training.*`` (``learning_rate``, ``lr_scheduler``, ``warmup_ratio``, ``weight_decay``,
+``gradient_checkpointing``, ``seed``), the precision ``model.dtype``. The keys the section used to have
+for these still load, with a message naming the new key (``GRPO.renamed_keys``).
 
 The run directory is ReST-EM's (``rest-em report`` and ``rest-em compare`` read it unchanged), plus::
 
@@ -29,17 +37,22 @@ import json
 import logging
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, Mapping
 
-from rest_em.config import Config, ConfigError, GRPOSection
-from rest_em.evaluation import evaluate
+from rest_em.algorithms.base import Algorithm
+from rest_em.config import Config, ConfigError
+from rest_em.fields import opt
 from rest_em.online.rewards import RewardBatch, VerifierReward
-from rest_em.policy import Policy, Samplers
-from rest_em.problem_sets import ProblemSet, build_problem_sets
-from rest_em.report import write_report
-from rest_em.rundir import RunDir, read_rows
+from rest_em.policy import Policy
+from rest_em.problem_sets import ProblemSet
+from rest_em.rundir import read_rows
 from verifiers.io import write_jsonl_atomic
+from verifiers.verdict import FAIL_REASONS
+
+if TYPE_CHECKING:
+    from rest_em.problem_sets import ProblemSets
 
 logger = logging.getLogger(__name__)
 
@@ -59,49 +72,159 @@ METRICS = {
     "learning_rate": ("learning_rate",),
 }
 
+@dataclass
+class GRPOSection:
+    """Online RL with TRL's GRPOTrainer (`algorithm: grpo`, docs/online-rl.md): what is GRPO's own. The sampling
+    settings of the completions are `sampling.*`, the optimizer's `training.*`. The defaults are TRL's GRPOConfig
+    defaults (TRL 1.16), set explicitly here so a TRL upgrade does not change a run."""
+
+    max_steps: int = opt(100, "optimizer steps in all (each one samples `prompts_per_step` x `group_size` completions)")
+    eval_every: int = opt(25, "steps between held-out evaluations: the checkpoint after `t * eval_every` steps is "
+                          "iteration `t` of the report (the last one may be shorter)")
+    save_every: int | None = opt(None, "steps between trainer checkpoints (with optimizer and trainer state) that a "
+                                 "killed run resumes from; `null` = `eval_every`")
+    group_size: int = opt(8, "completions per prompt whose rewards are normalised together (TRL "
+                          "`num_generations`, at least 2)")
+    prompts_per_step: int = opt(1, "prompts per optimizer step (TRL's default batch of 8 completions = 1 group)")
+    micro_batch_size: int | None = opt(None, "completions per forward/backward pass (TRL "
+                                       "`per_device_train_batch_size`); must divide `prompts_per_step * "
+                                       "group_size`; `null` = all of a step's completions at once")
+    beta: float = opt(0.0, "KL coefficient against the base model; `0.0` (TRL's default) loads no reference model "
+                      "and logs no KL")
+    epsilon: float = opt(0.2, "clip range of the token importance ratio (PPO-style clipping)")
+    epsilon_high: float | None = opt(None, "upper clip range (DAPO's clip-higher); `null` = `epsilon`")
+    loss_type: str = opt("dapo", "TRL loss normalisation: `dapo`, `grpo`, `dr_grpo`, `bnpo`, ...")
+    scale_rewards: Literal["group", "batch", "none"] = opt("group", "divide advantages by the reward std of the "
+                                                           "`group`, of the `batch`, or `none` (Dr. GRPO)")
+    partial_credit: dict[str, float] = opt(
+        help="reward of a `fail` verdict by its reason, each in [0, 1), e.g. `{wrong_answer: 0.1}`: an answer the "
+             "verifier could read, but not the right one (a format reward, as in open-r1); other fails get 0, "
+             "`pass` 1, and `error` never a reward", factory=dict)
+    backend: Literal["auto", "vllm", "hf"] = opt("auto", "generation: `vllm` (TRL `use_vllm`, colocated on the "
+                                                 "training GPU, `sampling.gpu_memory_utilization` of it, `null` = "
+                                                 "TRL's 0.3), `hf` (transformers `generate`), `auto` = vLLM when "
+                                                 "installed and a GPU is present, else transformers")
+    report_to: list[str] | None = opt(None, "logging integrations (`tensorboard`, `wandb`, ...); `null` = "
+                                      "`tensorboard` when installed. Metrics always go to `grpo/steps.jsonl`")
+    trl_args: dict[str, Any] = opt(help="further `trl.GRPOConfig` arguments by TRL's names, passed as they are "
+                                   "(checked against GRPOConfig)", factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "eval_every", "prompts_per_step"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"grpo.{name} must be >= 1, got {getattr(self, name)}")
+        if self.save_every is not None and self.save_every < 1:
+            raise ValueError(f"grpo.save_every must be >= 1 or null, got {self.save_every}")
+        if self.group_size < 2:
+            raise ValueError(f"grpo.group_size must be >= 2 (advantages compare completions of a group), got "
+                             f"{self.group_size}")
+        per_step = self.prompts_per_step * self.group_size
+        if self.micro_batch_size is not None and (self.micro_batch_size < 1 or per_step % self.micro_batch_size):
+            raise ValueError(f"grpo.micro_batch_size={self.micro_batch_size} must divide prompts_per_step * group_size "
+                             f"= {per_step}")
+        if self.beta < 0 or self.epsilon <= 0:
+            raise ValueError("grpo.epsilon must be > 0 and grpo.beta >= 0")
+        for reason, value in self.partial_credit.items():
+            if reason not in FAIL_REASONS:
+                raise ValueError(f"grpo.partial_credit: {reason!r} is not a fail reason; the verifiers' fail reasons "
+                                 f"are {', '.join(sorted(FAIL_REASONS))}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                raise ValueError(f"grpo.partial_credit.{reason} must be a number in [0, 1) (a pass is 1), got {value!r}")
+
+
+# The keys of the GRPO section that had a twin in training.* / sampling.* / model.*, and the twin that replaced them.
+RENAMED = {
+    "grpo.learning_rate": "training.learning_rate",
+    "grpo.lr_scheduler": "training.lr_scheduler",
+    "grpo.warmup_ratio": "training.warmup_ratio",
+    "grpo.gradient_checkpointing": "training.gradient_checkpointing",
+    "grpo.seed": "training.seed",
+    "grpo.dtype": "model.dtype",
+    "grpo.temperature": "sampling.temperature",
+    "grpo.top_p": "sampling.top_p",
+    "grpo.top_k": "sampling.top_k",
+    "grpo.max_completion_length": "sampling.max_tokens",
+    "grpo.vllm_gpu_memory_utilization": "sampling.gpu_memory_utilization",
+}
+_NO_DS = "TRL's GRPOTrainer runs without the project's DeepSpeed set-up"
+_IN_PROCESS = "GRPO trains in the driver process (single GPU)"
+_NO_VAL = "GRPO trains for grpo.max_steps without a validation split"
+# Shared settings GRPO does not read, and why (named in one warning when they are set).
+UNUSED = {
+    "iterations": "grpo.max_steps and grpo.eval_every set the evaluated checkpoints",
+    "filter": "GRPO trains on its own rollouts, there is no filtered set",
+    "mstep": "GRPO trains one policy on from the base model",
+    "sampling.n": "grpo.group_size completions are sampled per prompt",
+    "sampling.seed": "training.seed seeds the trainer's sampling",
+    "sampling.seeding": "training.seed seeds the trainer's sampling",
+    "training.backend": _NO_DS, "training.deepspeed_config": _NO_DS, "training.zero_stage": _NO_DS,
+    "training.num_epochs": "grpo.max_steps sets the length of training",
+    "training.per_device_batch_size": "grpo.micro_batch_size is the pass size",
+    "training.gradient_accumulation_steps": "grpo.prompts_per_step * grpo.group_size / grpo.micro_batch_size",
+    "training.max_seq_len": "sampling.max_tokens bounds the completions; prompts are kept whole",
+    "training.early_stopping": _NO_VAL, "training.val_fraction": _NO_VAL,
+    "training.early_stopping_patience": _NO_VAL, "training.evals_per_epoch": _NO_VAL,
+    "training.num_processes": _IN_PROCESS, "training.num_nodes": _IN_PROCESS, "training.hostfile": _IN_PROCESS,
+    "training.master_addr": _IN_PROCESS, "training.master_port": _IN_PROCESS, "training.remote_shell": _IN_PROCESS,
+    "training.packing": "TRL pads the completions itself",
+    "training.supervised_logits_only": "TRL computes the completions' log-probabilities itself",
+}
+
+
+class GRPO(Algorithm):
+    """Online RL: each iteration is a segment of GRPO steps, not an E-step and an M-step."""
+
+    name = "grpo"
+    source = "Shao et al. 2024, DeepSeekMath (GRPO, arXiv 2402.03300), via TRL's GRPOTrainer"
+    Section = GRPOSection
+    renamed_keys = RENAMED
+    unused_keys = UNUSED
+    trains_in_process = True
+
+    def iterations(self) -> int:
+        return len(boundaries(self.settings))
+
+    def check(self, sets: "ProblemSets") -> None:
+        if len(sets.train.problems) < self.settings.prompts_per_step:
+            # TRL drops an incomplete last batch: fewer problems than one step's prompts would train no step.
+            raise ConfigError(f"grpo needs at least grpo.prompts_per_step={self.settings.prompts_per_step} train "
+                              f"problems; the task has {len(sets.train.problems)} (raise task.num_train or lower "
+                              "grpo.prompts_per_step)")
+        s = self.cfg.sampling
+        if s.temperature <= 0 or not 0.0 < s.top_p <= 1.0:
+            raise ConfigError(f"grpo samples its completions with sampling.temperature > 0 and sampling.top_p in (0, 1]; "
+                              f"got {s.temperature} and {s.top_p}")
+
+    def improve(self, iteration: int, policy: Policy, sets: "ProblemSets") -> Policy:
+        """Train (or resume) up to step ``t * eval_every`` and export that policy to ``iter_NN/checkpoint``."""
+        stop_at = boundaries(self.settings)[iteration - 1]
+        checkpoint = self.rd.iter_dir(iteration) / "checkpoint"
+        work = self.rd.root / "grpo"
+        if not self.rd.done(iteration, "train"):
+            policy.samplers.close()  # the evaluation's engine would hold the memory the trainer needs
+            info = train_segment(self.cfg, self.base, sets.train, work, stop_at)
+            export_checkpoint(work / "trainer" / f"checkpoint-{stop_at}", checkpoint)
+            self.rd.mark(iteration, "train", info)
+            logger.info("GRPO iteration %d: steps %d-%d, reward %.3f, %.0f s", iteration, info["first_step"], stop_at,
+                        info["reward_mean"] if info["reward_mean"] is not None else float("nan"), info["seconds"])
+        return Policy(checkpoint, policy.samplers)
+
+    @classmethod
+    def report_section(cls, run_dir: Path, data: Mapping[str, Any], config: Mapping[str, Any]) -> list[str]:
+        """The training curves (``reward.png``) and one row per segment, with the reward rule of the run."""
+        from rest_em.online.curves import write_training_curves
+
+        text = write_training_curves(run_dir, (config.get("grpo") or {}).get("partial_credit") or {})
+        return text.split("\n") if text else []
+
+
+ALGORITHM = GRPO
+
 
 def boundaries(section: GRPOSection) -> list[int]:
     """The steps after which the policy is evaluated: eval_every, 2*eval_every, ..., max_steps."""
     out = list(range(section.eval_every, section.max_steps, section.eval_every))
     return out + [section.max_steps]
-
-
-def run(cfg: Config) -> Path:
-    """Run (or resume) GRPO with held-out evaluations every ``grpo.eval_every`` steps; returns report.md."""
-    if cfg.algorithm != "grpo":
-        raise ConfigError(f"rest_em.online.grpo runs algorithm grpo, not {cfg.algorithm!r}")
-    for warning in cfg.warnings():
-        logger.warning("config: %s", warning)
-    rd = RunDir.open(cfg)
-    base = cfg.model_path()
-    sets, samplers = build_problem_sets(cfg, base), Samplers(cfg)
-    if len(sets.train.problems) < cfg.grpo.prompts_per_step:
-        # TRL drops an incomplete last batch: fewer problems than one step's prompts would train no step.
-        raise ConfigError(f"grpo needs at least grpo.prompts_per_step={cfg.grpo.prompts_per_step} train problems; "
-                          f"the task has {len(sets.train.problems)} (raise task.num_train or lower grpo.prompts_per_step)")
-    work = rd.root / "grpo"
-
-    def evaluate_all(t: int, policy: Policy) -> None:
-        for test in sets.evals:
-            evaluate(rd, t, policy, test, cfg.eval, cfg.verifier)
-        write_report(rd.root)
-
-    try:
-        evaluate_all(0, Policy(base, samplers))
-        for t, stop_at in enumerate(boundaries(cfg.grpo), start=1):
-            checkpoint = rd.iter_dir(t) / "checkpoint"
-            if not rd.done(t, "train"):
-                samplers.close()  # the evaluation's engine would hold the memory the trainer needs
-                info = train_segment(cfg, base, sets.train, work, stop_at)
-                export_checkpoint(work / "trainer" / f"checkpoint-{stop_at}", checkpoint)
-                rd.mark(t, "train", info)
-                logger.info("GRPO iteration %d: steps %d-%d, reward %.3f, %.0f s", t, info["first_step"], stop_at,
-                            info["reward_mean"] if info["reward_mean"] is not None else float("nan"), info["seconds"])
-            evaluate_all(t, Policy(checkpoint, samplers))
-    finally:
-        samplers.close()
-        sets.close()
-    return rd.root / "report.md"
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -218,11 +341,11 @@ def precision_flags(dtype: str) -> dict[str, bool]:
 
     cuda = torch.cuda.is_available()
     if dtype == "float16" and not cuda:
-        raise ConfigError("grpo.dtype=float16 needs a GPU; use float32 or bfloat16 on CPU")
+        raise ConfigError("model.dtype=float16 needs a GPU to train GRPO; use float32 or bfloat16 on CPU")
     from rest_em.tokens import resolve_dtype_name
 
     # auto: bf16 where the GPU or the CPU computes in it natively, else fp16 (GPU) / fp32 (CPU)
-    dtype = resolve_dtype_name(dtype, "cuda" if cuda else "cpu", "grpo.dtype")
+    dtype = resolve_dtype_name(dtype, "cuda" if cuda else "cpu", "model.dtype")
     return {"bf16": dtype == "bfloat16", "fp16": dtype == "float16", "use_cpu": not cuda}
 
 
@@ -233,38 +356,42 @@ def report_to(section: GRPOSection) -> list[str] | str:
     return ["tensorboard"] if installed else "none"
 
 
-def grpo_args(section: GRPOSection, output_dir: Path, stop: tuple[str, ...] = ()) -> Any:
-    """The ``trl.GRPOConfig`` of a run: every recipe setting explicit, then ``grpo.trl_args``."""
+def grpo_args(cfg: Config, output_dir: Path, stop: tuple[str, ...] = ()) -> Any:
+    """The ``trl.GRPOConfig`` of a run: every recipe setting explicit (``grpo.*``, the completions' ``sampling.*``,
+    the optimizer's ``training.*``, ``model.dtype``), then ``grpo.trl_args``."""
     import dataclasses
 
     from trl import GRPOConfig
 
+    section, sampling, training = cfg.grpo, cfg.sampling, cfg.training
     per_step = section.prompts_per_step * section.group_size
     micro = section.micro_batch_size or per_step
     vllm = use_vllm(section)
     kwargs: dict[str, Any] = dict(
         output_dir=str(output_dir), max_steps=section.max_steps, num_generations=section.group_size,
         per_device_train_batch_size=micro, gradient_accumulation_steps=per_step // micro,
-        learning_rate=section.learning_rate, lr_scheduler_type=section.lr_scheduler,
-        warmup_steps=round(section.warmup_ratio * section.max_steps),
+        learning_rate=training.learning_rate, lr_scheduler_type=training.lr_scheduler,
+        warmup_steps=round(training.warmup_ratio * section.max_steps), weight_decay=training.weight_decay,
         beta=section.beta, epsilon=section.epsilon, loss_type=section.loss_type, scale_rewards=section.scale_rewards,
-        max_completion_length=section.max_completion_length, temperature=section.temperature, top_p=section.top_p,
-        top_k=section.top_k, use_vllm=vllm,
-        seed=section.seed, data_seed=section.seed, logging_steps=1, save_strategy="steps",
+        max_completion_length=sampling.max_tokens, temperature=sampling.temperature, top_p=sampling.top_p,
+        top_k=sampling.top_k, use_vllm=vllm,
+        seed=training.seed, data_seed=training.seed, logging_steps=1, save_strategy="steps",
         save_steps=section.save_every or section.eval_every, save_total_limit=1, report_to=report_to(section),
         model_init_kwargs={"dtype": "float32"}, remove_unused_columns=False, dataloader_num_workers=0,
-        **precision_flags(section.dtype),
+        **precision_flags(cfg.model.dtype),
     )
     if section.epsilon_high is not None:
         kwargs["epsilon_high"] = section.epsilon_high
+    stops = list(dict.fromkeys([*sampling.stop, *stop]))
     if vllm:
-        kwargs.update(vllm_mode="colocate", vllm_gpu_memory_utilization=section.vllm_gpu_memory_utilization)
-        if stop:
-            kwargs["generation_kwargs"] = {"stop": list(stop)}
+        memory = sampling.gpu_memory_utilization if sampling.gpu_memory_utilization is not None else 0.3
+        kwargs.update(vllm_mode="colocate", vllm_gpu_memory_utilization=memory)
+        if stops:
+            kwargs["generation_kwargs"] = {"stop": stops}
     known = {f.name for f in dataclasses.fields(GRPOConfig)}
     # transformers 5.20+ renamed gradient_checkpointing to activation_checkpointing (the old name deprecated).
     kwargs["activation_checkpointing" if "activation_checkpointing" in known else "gradient_checkpointing"] = (
-        section.gradient_checkpointing)
+        training.gradient_checkpointing)
     unknown = sorted(set(section.trl_args) - known)
     if unknown:
         raise ConfigError(f"grpo.trl_args: {', '.join(unknown)} are not trl.GRPOConfig arguments")
@@ -345,6 +472,6 @@ def build_trainer(cfg: Config, base: Path, train: ProblemSet, trainer_dir: Path,
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     rows = [{"prompt": train.prompts[p.problem_id], "problem_id": p.problem_id} for p in train.problems]
-    args = grpo_args(cfg.grpo, trainer_dir, train.stop)
+    args = grpo_args(cfg, trainer_dir, train.stop)
     return GRPOTrainer(model=str(base), reward_funcs=[reward], args=args, train_dataset=Dataset.from_list(rows),
                        processing_class=tokenizer, callbacks=[Monitor()])
