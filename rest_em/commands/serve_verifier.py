@@ -54,6 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--reward-error-score", type=float, default=None,
                    help="POST /get_reward: the reward of an `error` item in a batch under that limit, counted in "
                         "extra_logs.verifier_error (default 0.0)")
+    p.add_argument("--warm-before-listening", action="store_true",
+                   help="open the port only once the verifiers are warm (default: listen at once and hold requests "
+                        "until they are, so a restarted replica is reachable within a client's retries)")
     p.add_argument("--max-connections", type=int, default=512,
                    help="connections served at once; more get 503 from uvicorn")
     p.add_argument("--graceful-timeout-s", type=float, default=300.0,
@@ -105,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
                                     ("error_score", args.reward_error_score)) if v is not None}
         settings = ServiceSettings(
             reward=RewardSettings(**reward),
+            warm_before_listening=args.warm_before_listening,
             domains=domains,
             verifier_options=options,
             limits=Limits(**limit_overrides),

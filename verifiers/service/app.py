@@ -80,6 +80,10 @@ class ServiceSettings:
     limits: Limits = field(default_factory=Limits)
     token: str | None = None
     reward: peers.RewardSettings = field(default_factory=peers.RewardSettings)
+    # True: the verifiers are warm before the server listens. False: it listens at once and requests wait
+    # (within their own timeout) until the verifiers are up, so a restarted replica is reachable within
+    # the retries of a peer such as OpenRLHF (5 tries, 1 s apart) instead of refusing connections.
+    warm_before_listening: bool = True
 
     def __post_init__(self) -> None:
         unknown = [d for d in self.domains if d not in DOMAINS]
@@ -102,6 +106,7 @@ class ServiceState:
         self.lanes: dict[str, DomainLane] = {}
         self.dispatcher: Dispatcher | None = None
         self.in_flight = 0
+        self.ready = asyncio.Event()  # set once _start has built every lane
 
     def on_chunk(self, domain: str, verdicts: list[Verdict], elapsed_s: float) -> None:
         self.metrics.chunk_seconds.labels(domain=domain).observe(elapsed_s)
@@ -172,10 +177,17 @@ def create_app(settings: ServiceSettings | None = None, verifier_factory: Verifi
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Verifiers start worker processes / containers: do it off the loop, once.
-        await asyncio.to_thread(_start, state, verifier_factory)
+        starting = asyncio.create_task(asyncio.to_thread(_start, state, verifier_factory))
+        starting.add_done_callback(lambda _: state.ready.set())
+        if settings.warm_before_listening:
+            await starting
         try:
             yield
         finally:
+            try:
+                await starting
+            except Exception:
+                logger.exception("starting the verifiers failed")
             await asyncio.to_thread(_stop, state)
 
     app = FastAPI(
@@ -199,6 +211,11 @@ def create_app(settings: ServiceSettings | None = None, verifier_factory: Verifi
                 ErrorResponse(error="unauthorized", message="missing or wrong bearer token (Authorization: Bearer ...)"),
                 {"WWW-Authenticate": "Bearer"},
             )
+
+    async def warmed_up() -> None:
+        """Hold a request until the verifiers are up (only ever waits with warm_before_listening=False)."""
+        if not state.ready.is_set():
+            await state.ready.wait()
 
     async def require_peer_token(request: Request,
                                  credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
@@ -234,7 +251,7 @@ def create_app(settings: ServiceSettings | None = None, verifier_factory: Verifi
     }
 
     @app.post("/v1/verify", response_model=VerifyResponse, responses=error_responses,
-              dependencies=[Depends(require_token)])
+              dependencies=[Depends(require_token), Depends(warmed_up)])
     async def verify(body: VerifyRequest, request: Request) -> VerifyResponse:
         """Verify math and code items; one result per item, in request order."""
         started = time.perf_counter()
@@ -245,7 +262,7 @@ def create_app(settings: ServiceSettings | None = None, verifier_factory: Verifi
         return VerifyResponse(results=results, elapsed_s=time.perf_counter() - started)
 
     @app.post("/v1/equivalent", response_model=EquivalentResponse, responses=error_responses,
-              dependencies=[Depends(require_token)])
+              dependencies=[Depends(require_token), Depends(warmed_up)])
     async def equivalent(body: EquivalentRequest, request: Request) -> EquivalentResponse | Response:
         """Are two extracted answers the same answer? The math verifier's ``equivalent_batch``, one
         boolean per pair in request order (a check past the time limit is false)."""
@@ -265,7 +282,7 @@ def create_app(settings: ServiceSettings | None = None, verifier_factory: Verifi
         return EquivalentResponse(equivalent=answers, elapsed_s=time.perf_counter() - started)
 
     @app.post("/get_reward", response_model=peers.RewardResponse, responses=error_responses,
-              dependencies=[Depends(require_peer_token)])
+              dependencies=[Depends(require_peer_token), Depends(warmed_up)])
     async def get_reward(body: peers.RewardRequest, request: Request) -> peers.RewardResponse:
         """OpenRLHF's remote reward (``--remote_rm_url``): one reward per query, in order. A batch with
         more `error` verdicts than ``reward_max_error_rate`` gets 503 (OpenRLHF retries it)."""
@@ -293,7 +310,7 @@ def create_app(settings: ServiceSettings | None = None, verifier_factory: Verifi
         return peers.reward_response(results, settings.reward, time.perf_counter() - started)
 
     @app.post("/run_code", response_model=peers.RunCodeResponse, responses=error_responses,
-              dependencies=[Depends(require_peer_token)])
+              dependencies=[Depends(require_peer_token), Depends(warmed_up)])
     async def run_code(body: peers.RunCodeRequest) -> peers.RunCodeResponse:
         """SandboxFusion's ``/run_code``: a Python 3 program (with ``stdin``) in the code verifier's hardened
         sandbox pool, under its limits. ``run_timeout`` -> ``TimeLimitExceeded``."""
@@ -330,6 +347,9 @@ def create_app(settings: ServiceSettings | None = None, verifier_factory: Verifi
     @app.get("/healthz", response_model=Health)
     async def healthz() -> Health:
         """State of each domain verifier (sandbox pool, math workers) and of the queue."""
+        if not state.ready.is_set():  # listening while the verifiers warm up
+            return Health(status="degraded", domains={}, queue_depth=state.admission.depth,
+                          queue_capacity=limits.max_queue_items, in_flight_requests=state.in_flight)
         domains = {name: await lane_health(lane) for name, lane in state.lanes.items()}
         status = "ok" if domains and all(d.status == "ok" for d in domains.values()) else "degraded"
         return Health(status=status, domains=domains, queue_depth=state.admission.depth,
