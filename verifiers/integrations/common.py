@@ -119,7 +119,8 @@ def verdicts_for(scorer: Scorer, prepared: Sequence[dict[str, Any] | Verdict]) -
 
 
 class ErrorBudget:
-    """The share of ``error`` verdicts over the last ``window`` items; over ``max_error_rate`` it raises.
+    """The share of ``error`` verdicts over the last ``window`` items; a call with errors of its own raises when
+    that share is over ``max_error_rate``.
 
     With ``max_error_rate == 0`` the first error raises. Otherwise the rate is judged once at least
     ``min_items`` verdicts are in the window, so one early error is not a 100 % rate."""
@@ -136,10 +137,10 @@ class ErrorBudget:
         with self._lock:
             self.recent.extend(v.outcome is Outcome.ERROR for v in verdicts)
             errors, seen = sum(self.recent), len(self.recent)
-        if not errors:
+        batch_errors = sum(v.outcome is Outcome.ERROR for v in verdicts)
+        if not batch_errors:  # only a call that has errors of its own is refused
             return
         judged = self.max_error_rate == 0.0 or seen >= self.min_items or len(verdicts) >= self.min_items
-        batch_errors = sum(v.outcome is Outcome.ERROR for v in verdicts)
         rate = errors / seen
         if judged and rate > self.max_error_rate:
             first = next((v for v in verdicts if v.outcome is Outcome.ERROR), None)
