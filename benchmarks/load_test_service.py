@@ -334,7 +334,7 @@ def main_peer(args: argparse.Namespace) -> int:
         programs = run_programs(args.items, rng)
         bodies = [p["request"] for p in programs]
         want = [p["want"] for p in programs]
-        domains = ["code"]
+        domains = ["math", "code"]  # the math lane idles; serve-verifier's --workers sets it
         path = "/run_code"
 
     port = free_port()
