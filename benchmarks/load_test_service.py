@@ -37,6 +37,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -315,6 +316,18 @@ async def peer_load(url: str, bodies: list[dict[str, Any]], concurrency: int, on
     return {"seconds": time.perf_counter() - t0, "answers": answers, "latencies": latencies, "stats": stats}
 
 
+def wait_for_port(port: int, restart: dict[str, float], limit_s: float = 120.0) -> None:
+    """Record in ``restart["listening"]`` when the restarted service accepts connections again."""
+    deadline = time.perf_counter() + limit_s
+    while time.perf_counter() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                restart["listening"] = time.perf_counter()
+                return
+        except OSError:
+            time.sleep(0.05)
+
+
 def main_peer(args: argparse.Namespace) -> int:
     """``--endpoint get_reward`` or ``run_code``: the peers' protocols under load, optionally with a kill -9."""
     rng = random.Random(args.seed)
@@ -351,7 +364,7 @@ def main_peer(args: argparse.Namespace) -> int:
             proc[0].wait()
             restart["killed_at"] = time.perf_counter()
             proc[0] = start_service(port, domains, args, wait=False)
-            restart["spawned"] = time.perf_counter()
+            threading.Thread(target=wait_for_port, args=(port, restart), daemon=True).start()
 
     try:
         logger.info("sending %d %s requests (%d items), concurrency %d, OpenRLHF's retry loop",
@@ -391,8 +404,8 @@ def main_peer(args: argparse.Namespace) -> int:
         "client": dict(sorted(run["stats"].items())),
         "killed_after_requests": kill_at,
     }
-    if restart:
-        report["restart_s"] = round(restart["spawned"] - restart["killed_at"], 2)
+    if "listening" in restart:  # from the kill to the restarted service accepting connections
+        report["port_reopened_after_s"] = round(restart["listening"] - restart["killed_at"], 2)
     print(json.dumps(report, indent=2))
     print(f"\n{path}: {len(bodies)} requests ({args.items} items) at concurrency {args.concurrency} in "
           f"{report['seconds']} s; latency p50 {report['latency_p50_s']} s, p99 {report['latency_p99_s']} s; "

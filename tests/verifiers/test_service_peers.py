@@ -335,3 +335,48 @@ def test_run_code_jobs_use_the_pool_not_the_verify_slots(run_client):
             for t in threads:
                 t.join()
     assert peak[0] == 2  # two at once (the pool's size), though the code lane has one verify slot
+
+
+# ------------------------------------------------------------------------------- start-up and CLI
+
+def test_listening_while_warming_holds_requests_until_the_verifiers_are_up():
+    gate = threading.Event()
+
+    class SlowStart(ScriptedVerifier):
+        def start(self):
+            gate.wait(timeout=30)
+
+    app = create_app(ServiceSettings(domains=("math",), warm_before_listening=False),
+                     verifier_factory=factory_for({"math": SlowStart()}))
+    import httpx
+
+    with LiveServer(app) as url:  # the port is open although start() has not returned
+        health = httpx.get(f"{url}/healthz", timeout=5).json()
+        assert health["status"] == "degraded" and health["domains"] == {}
+        answer: dict = {}
+        thread = threading.Thread(target=lambda: answer.update(
+            httpx.post(f"{url}/get_reward", json={"query": ["right"], "labels": ["1"]}, timeout=30).json()))
+        thread.start()
+        thread.join(timeout=0.5)
+        assert thread.is_alive() and not answer  # held, not refused
+        gate.set()
+        thread.join(timeout=30)
+        assert answer["rewards"] == [1.0]
+        assert httpx.get(f"{url}/healthz", timeout=5).json()["status"] == "ok"
+
+
+def test_serve_verifier_flags_reach_the_service(monkeypatch):
+    import uvicorn
+
+    from rest_em.cli import main
+
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(settings=app.state.service.settings))
+    assert main(["serve-verifier", "--domains", "math", "--reward-max-error-rate", "0.1",
+                 "--reward-error-score", "-1"]) == 0
+    settings = seen["settings"]
+    assert settings.reward == RewardSettings(max_error_rate=0.1, error_score=-1.0)
+    assert settings.warm_before_listening is False
+    assert main(["serve-verifier", "--domains", "math", "--warm-before-listening"]) == 0
+    assert seen["settings"].warm_before_listening is True
+    assert main(["serve-verifier", "--domains", "math", "--reward-max-error-rate", "1.5"]) == 2
