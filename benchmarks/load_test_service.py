@@ -238,7 +238,7 @@ PROMPT = "<|im_start|>user\n{problem}<|im_end|>\n<|im_start|>assistant\n"
 
 
 def reward_requests(items: list[dict[str, Any]], batch: int) -> list[dict[str, Any]]:
-    """OpenRLHF's /get_reward bodies for /v1/verify items, ``batch`` queries each (0.10.2+ sends 1)."""
+    """OpenRLHF's /get_reward bodies for /v1/verify items, ``batch`` queries each (0.9.1+ sends 1)."""
     bodies = []
     for i in range(0, len(items), batch):
         chunk = items[i : i + batch]
@@ -431,7 +431,7 @@ def main() -> int:
     p.add_argument("--items", type=int, default=10_000)
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--batch", type=int, default=None,
-                   help="items per request (default 16 for verify, 1 for get_reward: OpenRLHF 0.10.2+ sends one)")
+                   help="items per request (default 16 for verify, 1 for get_reward: OpenRLHF 0.9.1+ sends one)")
     p.add_argument("--code-fraction", type=float, default=0.1, help="share of code items (they cost far more)")
     p.add_argument("--math-workers", type=int, default=2)
     p.add_argument("--math-timeout-s", type=float, default=10.0)

@@ -3,7 +3,7 @@
 
 Wire shapes follow the peers' source:
 
-* OpenRLHF (``openrlhf/utils/agent.py`` since 0.10.2, ``remote_rm_utils.py`` before) posts
+* OpenRLHF (``openrlhf/utils/agent.py`` since 0.9.1, one query per request; ``remote_rm_utils.py`` up to 0.9.0) posts
   ``{"query": [...], "prompts": [...], "labels": [...]}`` with ``aiohttp``/``requests``, a 180 s timeout,
   and retries any non-2xx answer or connection error 5 times, 1 s apart. It reads ``rewards``,
   ``scores`` (falling back to ``rewards``) and ``extra_logs`` (each value logged per sample).
