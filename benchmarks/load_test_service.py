@@ -14,6 +14,16 @@ What it does, all in one run (the machine is shared and noisy, so the baseline i
    httpx (no retries: every non-200 is counted);
 5. prints items/s, request latency p50/p99, lost items, 5xx answers and verdict mismatches, and
    exits 1 if any item was lost, any answer was a 5xx or any verdict differed.
+
+The peers' protocols (``--endpoint``), sent with OpenRLHF's own retry loop (aiohttp, a fresh session per
+try, raise_for_status, 5 tries 1 s apart, 180 s timeout):
+
+    .venv/bin/python benchmarks/load_test_service.py --endpoint get_reward               # 10,000 math queries, 1 per request
+    .venv/bin/python benchmarks/load_test_service.py --endpoint run_code --items 2000    # stdin programs in the sandbox
+    .venv/bin/python benchmarks/load_test_service.py --endpoint get_reward --kill-at 0.5 # kill -9 halfway, restart
+
+Each request must get exactly one answer (none lost, none twice) and the right one: the verdict of the
+in-process verifier for /get_reward, the program's known stdout and return code for /run_code.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -139,7 +150,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_service(port: int, domains: list[str], args: argparse.Namespace) -> subprocess.Popen:
+def start_service(port: int, domains: list[str], args: argparse.Namespace, wait: bool = True) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "rest_em.cli", "serve-verifier", "--host", "127.0.0.1", "--port", str(port),
            "--domains", ",".join(domains), "--workers", str(args.math_workers),
            "--set", f"math.timeout_s={args.math_timeout_s}"]
@@ -150,8 +161,10 @@ def start_service(port: int, domains: list[str], args: argparse.Namespace) -> su
                 "--set", f"code.timeout_per_problem_s={2 * args.code_timeout_per_test_s}"]
         if args.code_pool_size:
             cmd += ["--set", f"code.pool_size={args.code_pool_size}"]
-    log = open(args.server_log, "w")
+    log = open(args.server_log, "a")
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    if not wait:
+        return proc
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -218,11 +231,207 @@ def docker_available() -> bool:
         return False
 
 
+# -- the peers' protocols: /get_reward (OpenRLHF) and /run_code (SandboxFusion) ---------------------
+
+# OpenRLHF's chat prompt around each item (the query is prompt + response + the EOS text it decodes).
+PROMPT = "<|im_start|>user\n{problem}<|im_end|>\n<|im_start|>assistant\n"
+
+
+def reward_requests(items: list[dict[str, Any]], batch: int) -> list[dict[str, Any]]:
+    """OpenRLHF's /get_reward bodies for /v1/verify items, ``batch`` queries each (0.9.1+ sends 1)."""
+    bodies = []
+    for i in range(0, len(items), batch):
+        chunk = items[i : i + batch]
+        prompts = [PROMPT.format(problem=it["id"]) for it in chunk]
+        bodies.append({
+            "query": [p + it["response"] + "<|im_end|>" for p, it in zip(prompts, chunk)],
+            "prompts": prompts,
+            "labels": [{k: v for k, v in it.items() if k not in ("id", "response")} for it in chunk],
+        })
+    return bodies
+
+
+def run_programs(n: int, rng: random.Random) -> list[dict[str, Any]]:
+    """``n`` SandboxFusion requests with the answer each must get: programs that read stdin and print,
+    programs that raise (Failed, return code 1), in random order."""
+    programs = []
+    for k in range(n):
+        a, b = rng.randint(-10**6, 10**6), rng.randint(-10**6, 10**6)
+        if k % 10 == 9:
+            programs.append({"request": {"code": f"import sys\nprint({k})\nsys.exit(3)", "language": "python",
+                                         "run_timeout": 10},
+                             "want": ("Failed", "Finished", 3, f"{k}\n")})
+        else:
+            programs.append({"request": {"code": "a, b = map(int, input().split())\nprint(a * b + %d)" % k,
+                                         "stdin": f"{a} {b}\n", "language": "python", "run_timeout": 10,
+                                         "memory_limit_MB": 1024, "compile_timeout": 10, "files": {}, "fetch_files": []},
+                             "want": ("Success", "Finished", 0, f"{a * b + k}\n")})
+    return programs
+
+
+async def openrlhf_post(session: Any, url: str, data: dict[str, Any], stats: Counter, try_max_times: int = 5) -> Any:
+    """OpenRLHF's ``_post_request`` (openrlhf/utils/agent.py, 0.11): a fresh aiohttp session per try,
+    raise_for_status, 180 s total timeout, ``try_max_times`` tries 1 s apart; None when it gives up."""
+    import aiohttp
+
+    timeout = aiohttp.ClientTimeout(total=180)
+    for attempt in range(try_max_times):
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as fresh:
+                async with fresh.post(url, json=data) as response:
+                    stats[f"http_{response.status}"] += 1
+                    response.raise_for_status()
+                    return await response.json()
+        except aiohttp.ClientError as exc:
+            stats[f"retry_{type(exc).__name__}"] += 1
+        except Exception as exc:  # OpenRLHF logs and retries these too
+            stats[f"retry_{type(exc).__name__}"] += 1
+        await asyncio.sleep(1)
+    stats["gave_up"] += 1
+    return None
+
+
+async def peer_load(url: str, bodies: list[dict[str, Any]], concurrency: int, on_progress: Any = None,
+                    try_max_times: int = 5) -> dict[str, Any]:
+    """Send every body with OpenRLHF's retry loop, ``concurrency`` at a time; one accepted answer per body."""
+    semaphore = asyncio.Semaphore(concurrency)
+    answers: dict[int, list[Any]] = {}
+    latencies: list[float] = []
+    stats: Counter = Counter()
+    done = [0]
+
+    async def one(index: int, body: dict[str, Any]) -> None:
+        async with semaphore:
+            t0 = time.perf_counter()
+            got = await openrlhf_post(None, url, body, stats, try_max_times)
+            latencies.append(time.perf_counter() - t0)
+            if got is not None:
+                answers.setdefault(index, []).append(got)
+            done[0] += 1
+            if on_progress is not None:
+                on_progress(done[0])
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(i, b) for i, b in enumerate(bodies)))
+    return {"seconds": time.perf_counter() - t0, "answers": answers, "latencies": latencies, "stats": stats}
+
+
+def wait_for_port(port: int, restart: dict[str, float], limit_s: float = 120.0) -> None:
+    """Record in ``restart["listening"]`` when the restarted service accepts connections again."""
+    deadline = time.perf_counter() + limit_s
+    while time.perf_counter() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                restart["listening"] = time.perf_counter()
+                return
+        except OSError:
+            time.sleep(0.05)
+
+
+def main_peer(args: argparse.Namespace) -> int:
+    """``--endpoint get_reward`` or ``run_code``: the peers' protocols under load, optionally with a kill -9."""
+    rng = random.Random(args.seed)
+    if args.endpoint == "get_reward":
+        items = [{**it, "id": f"{k}:{it['id']}"} for k, it in enumerate(draw(math_pool(), args.items, rng))]
+        distinct = list({it["id"].split(":", 1)[1]: {**it, "id": it["id"].split(":", 1)[1]} for it in items}.values())
+        logger.info("in-process: verifying %d distinct math items", len(distinct))
+        expected, seconds = verify_in_process("math", distinct, {"workers": args.math_workers,
+                                                                 "timeout_s": args.math_timeout_s})
+        logger.info("in-process math: %.0f items/s", len(distinct) / seconds)
+        bodies = reward_requests(items, args.batch)
+        want = [[expected[it["id"].split(":", 1)[1]][0] for it in items[i : i + args.batch]]
+                for i in range(0, len(items), args.batch)]
+        domains = ["math"]
+        path = "/get_reward"
+    else:
+        programs = run_programs(args.items, rng)
+        bodies = [p["request"] for p in programs]
+        want = [p["want"] for p in programs]
+        domains = ["math", "code"]  # the math lane idles; serve-verifier's --workers sets it
+        path = "/run_code"
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}{path}"
+    logger.info("starting rest-em serve-verifier on 127.0.0.1:%d", port)
+    proc = [start_service(port, domains, args)]
+    kill_at = round(args.kill_at * len(bodies)) if args.kill_at else None
+    restart: dict[str, float] = {}
+
+    def on_progress(done: int) -> None:
+        if kill_at is not None and done == kill_at and "killed_at" not in restart:
+            logger.info("kill -9 the service after %d of %d requests, and start it again", done, len(bodies))
+            proc[0].send_signal(signal.SIGKILL)
+            proc[0].wait()
+            restart["killed_at"] = time.perf_counter()
+            proc[0] = start_service(port, domains, args, wait=False)
+            threading.Thread(target=wait_for_port, args=(port, restart), daemon=True).start()
+
+    try:
+        logger.info("sending %d %s requests (%d items), concurrency %d, OpenRLHF's retry loop",
+                    len(bodies), path, args.items, args.concurrency)
+        run = asyncio.run(peer_load(url, bodies, args.concurrency, on_progress))
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    finally:
+        proc[0].send_signal(signal.SIGTERM)
+        try:
+            proc[0].wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc[0].kill()
+
+    answers = run["answers"]
+    lost = [i for i in range(len(bodies)) if i not in answers]
+    duplicated = [i for i, got in answers.items() if len(got) != 1]
+    wrong: list[tuple[int, Any, Any]] = []
+    for i, got in answers.items():
+        body = got[0]
+        if args.endpoint == "get_reward":
+            verdicts = [v["verdict"] for v in body["verdicts"]]
+            rewards_ok = body["rewards"] == [1.0 if v == "pass" else 0.0 for v in verdicts] == body["scores"]
+            if verdicts != want[i] or not rewards_ok or len(body["rewards"]) != len(bodies[i]["query"]):
+                wrong.append((i, want[i], verdicts))
+        else:
+            run_result = body.get("run_result") or {}
+            have = (body["status"], run_result.get("status"), run_result.get("return_code"), run_result.get("stdout"))
+            if have != want[i]:
+                wrong.append((i, want[i], have))
+    latencies = run["latencies"]
+    report = {
+        "endpoint": path, "requests": len(bodies), "items": args.items, "batch": args.batch if path == "/get_reward" else 1,
+        "concurrency": args.concurrency, "seconds": round(run["seconds"], 2),
+        "requests_per_s": round(len(bodies) / run["seconds"], 1),
+        "latency_p50_s": round(percentile(latencies, 0.50), 3), "latency_p99_s": round(percentile(latencies, 0.99), 3),
+        "answered": len(answers), "lost": len(lost), "duplicated": len(duplicated), "wrong": len(wrong),
+        "client": dict(sorted(run["stats"].items())),
+        "killed_after_requests": kill_at,
+    }
+    if "listening" in restart:  # from the kill to the restarted service accepting connections
+        report["port_reopened_after_s"] = round(restart["listening"] - restart["killed_at"], 2)
+    print(json.dumps(report, indent=2))
+    print(f"\n{path}: {len(bodies)} requests ({args.items} items) at concurrency {args.concurrency} in "
+          f"{report['seconds']} s; latency p50 {report['latency_p50_s']} s, p99 {report['latency_p99_s']} s; "
+          f"lost {len(lost)}, duplicated {len(duplicated)}, wrong {len(wrong)}"
+          + (f"; killed with -9 after {kill_at} requests and restarted" if kill_at is not None else ""))
+    for i, w, h in wrong[:5]:
+        print(f"  wrong answer to request {i}: want {w}, got {h}")
+    queue_line = next((line for line in metrics.splitlines() if line.startswith("rest_em_verifier_queue_depth ")), "")
+    print(f"  after the run: {queue_line}")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(report, indent=2))
+    return 0 if not lost and not duplicated and not wrong else 1
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--endpoint", choices=["verify", "get_reward", "run_code"], default="verify",
+                   help="verify: /v1/verify with plain httpx; get_reward / run_code: the peers' protocols with "
+                        "OpenRLHF's retry loop (math items for get_reward, stdin programs for run_code)")
+    p.add_argument("--kill-at", type=float, default=None,
+                   help="get_reward / run_code: kill -9 the service when this share of the requests is done, "
+                        "restart it at once, and check that every request still gets exactly one answer")
     p.add_argument("--items", type=int, default=10_000)
     p.add_argument("--concurrency", type=int, default=64)
-    p.add_argument("--batch", type=int, default=16, help="items per request")
+    p.add_argument("--batch", type=int, default=None,
+                   help="items per request (default 16 for verify, 1 for get_reward: OpenRLHF 0.9.1+ sends one)")
     p.add_argument("--code-fraction", type=float, default=0.1, help="share of code items (they cost far more)")
     p.add_argument("--math-workers", type=int, default=2)
     p.add_argument("--math-timeout-s", type=float, default=10.0)
@@ -240,6 +449,11 @@ def main() -> int:
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would drown the report
+    Path(args.server_log).write_text("")  # each start of the service appends (a restart keeps the first log)
+    if args.batch is None:
+        args.batch = 1 if args.endpoint == "get_reward" else 16
+    if args.endpoint != "verify":
+        return main_peer(args)
     rng = random.Random(args.seed)
 
     n_code = round(args.items * args.code_fraction)

@@ -34,7 +34,7 @@ _LIMIT_HELP = {
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "serve-verifier",
-        help="serve the verifiers over HTTP (POST /v1/verify, /healthz, /metrics, /docs)",
+        help="serve the verifiers over HTTP (POST /v1/verify, /get_reward, /run_code, /healthz, /metrics, /docs)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -48,6 +48,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "VALUE is read as YAML)")
     for name, text in _LIMIT_HELP.items():
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int, default=None, help=text)
+    p.add_argument("--reward-max-error-rate", type=float, default=None,
+                   help="POST /get_reward: largest share of `error` verdicts a batch may have and still be answered; "
+                        "above it the batch gets 503 and OpenRLHF retries it (default 0.0: any error)")
+    p.add_argument("--reward-error-score", type=float, default=None,
+                   help="POST /get_reward: the reward of an `error` item in a batch under that limit, counted in "
+                        "extra_logs.verifier_error (default 0.0)")
+    p.add_argument("--warm-before-listening", action="store_true",
+                   help="open the port only once the verifiers are warm (default: listen at once and hold requests "
+                        "until they are, so a restarted replica is reachable within a client's retries)")
     p.add_argument("--max-connections", type=int, default=512,
                    help="connections served at once; more get 503 from uvicorn")
     p.add_argument("--graceful-timeout-s", type=float, default=300.0,
@@ -93,7 +102,13 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError("--workers sets the math worker processes, but this replica serves no math")
             options.setdefault("math", {})["workers"] = args.workers
         limit_overrides = {n: getattr(args, n) for n in _LIMIT_HELP if getattr(args, n) is not None}
+        from verifiers.service.peers import RewardSettings
+
+        reward = {k: v for k, v in (("max_error_rate", args.reward_max_error_rate),
+                                    ("error_score", args.reward_error_score)) if v is not None}
         settings = ServiceSettings(
+            reward=RewardSettings(**reward),
+            warm_before_listening=args.warm_before_listening,
             domains=domains,
             verifier_options=options,
             limits=Limits(**limit_overrides),

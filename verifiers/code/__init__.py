@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import Any, Sequence
@@ -213,6 +214,49 @@ class CodeVerifier:
         except Exception as exc:  # a verifier bug must be an error, never a pass or a fail
             log.exception("interpreting the sandbox reply for %s", item.id)
             return Verdict.errored("sandbox_error", f"could not interpret the sandbox reply: {exc}")
+
+    def run_program(self, source: str, stdin: str = "", timeout_s: float | None = None,
+                    memory_mb: int | None = None) -> dict[str, Any]:
+        """Run one Python program once, as the service's ``/run_code`` does, in the same pool and under the
+        same limits as a verified candidate (``timeout_s`` and ``memory_mb`` may only lower them).
+
+        Returns ``{"status", "stdout", "stderr", "exit", "signal", "elapsed_s", "message"}`` where
+        ``status`` is the runner's ``ok`` / ``runtime_error`` / ``timeout`` / ``memory`` / ``output_limit``,
+        or ``sandbox_error`` / ``sandbox_unavailable`` when our side broke (``message`` says how)."""
+        c = self.config
+        test_s = min(timeout_s, c.timeout_per_problem_s) if timeout_s and timeout_s > 0 else c.timeout_per_test_s
+        memory = min(memory_mb, c.memory_mb) if memory_mb and memory_mb > 0 else c.memory_mb
+        empty = {"stdout": "", "stderr": "", "exit": None, "signal": None, "elapsed_s": 0.0, "message": ""}
+        pool = self._get_pool()
+        if pool is None:
+            return {**empty, "status": "sandbox_unavailable", "message": self._pool_error or "no sandbox"}
+        from sandbox.limits import SandboxLimits, process_limits
+        from sandbox.pool import SandboxError, SandboxUnavailable
+
+        limits = process_limits(SandboxLimits(memory_mb=memory, output_bytes=c.output_bytes), test_s, test_s)
+        job = {"kind": "exec", "source": source, "inputs": [stdin], "limits": limits}
+        started = time.monotonic()
+        try:
+            reply = pool.run(job, timeout_s=test_s)
+        except SandboxUnavailable as exc:
+            return {**empty, "status": "sandbox_unavailable", "message": str(exc)[:500]}
+        except SandboxError as exc:
+            elapsed = round(time.monotonic() - started, 4)
+            if exc.oom:
+                return {**empty, "status": "memory", "signal": 9, "elapsed_s": elapsed,
+                        "message": "the container hit its memory limit"}
+            if exc.timeout:
+                return {**empty, "status": "timeout", "elapsed_s": elapsed,
+                        "message": "time limit exceeded (container killed by the host)"}
+            return {**empty, "status": "sandbox_error", "elapsed_s": elapsed, "message": str(exc)[:500]}
+        tests = reply.get("tests") or []
+        if len(tests) != 1 or reply.get("stop") == "harness_crash":
+            return {**empty, "status": "sandbox_error",
+                    "message": f"unexpected runner reply: {str(reply.get('crash') or reply)[:300]}"}
+        res = tests[0]
+        return {"status": res["status"], "stdout": res.get("stdout", ""), "stderr": res.get("stderr", ""),
+                "exit": res.get("exit"), "signal": res.get("signal"), "elapsed_s": res.get("elapsed_s", 0.0),
+                "message": ""}
 
     def verify_batch(self, items: Sequence[CodeItem]) -> list[Verdict]:
         """Verdicts in the order of ``items``; never raises for a bad candidate or a missing sandbox."""

@@ -8,6 +8,8 @@ Endpoints (docs/service.md has the full reference; OpenAPI at ``/docs``):
 
 ``POST /v1/verify``  ``{"items": [...]}`` -> ``{"results": [...]}`` in the same order
 ``POST /v1/equivalent``  ``{"pairs": [[a, b], ...]}`` -> ``{"equivalent": [bool, ...]}`` (maj@k voting)
+``POST /get_reward``  OpenRLHF's ``--remote_rm_url`` protocol: ``{"query", "prompts", "labels"}`` -> ``{"rewards", "scores", "extra_logs"}``
+``POST /run_code``   SandboxFusion's ``/run_code`` (veRL's sandbox_fusion reward, the sandbox-fusion client): Python 3 in the sandbox pool
 ``GET /v1/limits``   the limits in force, so a client can size its batches
 ``GET /healthz``     the domain verifiers (sandbox pool, math workers) and the queue
 ``GET /metrics``     Prometheus text
@@ -28,12 +30,14 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from verifiers.io import InputError
 from verifiers.registry import get_verifier
+from verifiers.service import peers
 from verifiers.service.dispatch import Dispatcher, DomainLane, Judged
 from verifiers.service.errors import ServiceError, validation_error
 from verifiers.service.health import lane_health
@@ -65,13 +69,21 @@ class ServiceSettings:
 
     ``verifier_options`` maps a domain to the keyword options of its factory
     (``get_verifier(domain, **options)``), e.g. ``{"math": {"workers": 2, "timeout_s": 5.0}}``.
-    ``token``: when set, ``/v1/*`` and ``/metrics`` need ``Authorization: Bearer <token>``.
+    ``token``: when set, ``/v1/*``, ``/get_reward``, ``/run_code`` and ``/metrics`` need
+    ``Authorization: Bearer <token>``; the two peer endpoints also take ``?token=<token>`` in the URL,
+    since OpenRLHF and veRL send no headers of their own.
+    ``reward``: how ``/get_reward`` scores verdicts and the error share it refuses (503).
     """
 
     domains: tuple[str, ...] = DOMAINS
     verifier_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
     token: str | None = None
+    reward: peers.RewardSettings = field(default_factory=peers.RewardSettings)
+    # True: the verifiers are warm before the server listens. False: it listens at once and requests wait
+    # (within their own timeout) until the verifiers are up, so a restarted replica is reachable within
+    # the retries of a peer such as OpenRLHF (5 tries, 1 s apart) instead of refusing connections.
+    warm_before_listening: bool = True
 
     def __post_init__(self) -> None:
         unknown = [d for d in self.domains if d not in DOMAINS]
@@ -94,6 +106,7 @@ class ServiceState:
         self.lanes: dict[str, DomainLane] = {}
         self.dispatcher: Dispatcher | None = None
         self.in_flight = 0
+        self.ready = asyncio.Event()  # set once _start has built every lane
 
     def on_chunk(self, domain: str, verdicts: list[Verdict], elapsed_s: float) -> None:
         self.metrics.chunk_seconds.labels(domain=domain).observe(elapsed_s)
@@ -164,10 +177,17 @@ def create_app(settings: ServiceSettings | None = None, verifier_factory: Verifi
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Verifiers start worker processes / containers: do it off the loop, once.
-        await asyncio.to_thread(_start, state, verifier_factory)
+        starting = asyncio.create_task(asyncio.to_thread(_start, state, verifier_factory))
+        starting.add_done_callback(lambda _: state.ready.set())
+        if settings.warm_before_listening:
+            await starting
         try:
             yield
         finally:
+            try:
+                await starting
+            except Exception:
+                logger.exception("starting the verifiers failed")
             await asyncio.to_thread(_stop, state)
 
     app = FastAPI(
@@ -192,12 +212,33 @@ def create_app(settings: ServiceSettings | None = None, verifier_factory: Verifi
                 {"WWW-Authenticate": "Bearer"},
             )
 
+    async def warmed_up() -> None:
+        """Hold a request until the verifiers are up (only ever waits with warm_before_listening=False)."""
+        if not state.ready.is_set():
+            await state.ready.wait()
+
+    async def require_peer_token(request: Request,
+                                 credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        """The bearer token, or ``?token=`` in the URL (a peer trainer is configured with a URL only)."""
+        if settings.token is None:
+            return
+        if credentials is None and request.query_params.get("token") is not None:
+            given = request.query_params["token"]
+            if hmac.compare_digest(given.encode(), settings.token.encode()):
+                return
+        await require_token(credentials)
+
     @app.exception_handler(ServiceError)
     async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
         return JSONResponse(exc.body.model_dump(), status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if request.url.path == "/run_code":
+            # SandboxFusion's own answer to a body it cannot take (e.g. a language it does not run):
+            # FastAPI's default 422, {"detail": [...]}.
+            state.metrics.rejections.labels(reason="invalid_request").inc()
+            return JSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
         error = validation_error(exc)
         state.metrics.rejections.labels(reason=error.body.error).inc()
         return JSONResponse(error.body.model_dump(), status_code=error.status)
@@ -210,7 +251,7 @@ def create_app(settings: ServiceSettings | None = None, verifier_factory: Verifi
     }
 
     @app.post("/v1/verify", response_model=VerifyResponse, responses=error_responses,
-              dependencies=[Depends(require_token)])
+              dependencies=[Depends(require_token), Depends(warmed_up)])
     async def verify(body: VerifyRequest, request: Request) -> VerifyResponse:
         """Verify math and code items; one result per item, in request order."""
         started = time.perf_counter()
@@ -221,7 +262,7 @@ def create_app(settings: ServiceSettings | None = None, verifier_factory: Verifi
         return VerifyResponse(results=results, elapsed_s=time.perf_counter() - started)
 
     @app.post("/v1/equivalent", response_model=EquivalentResponse, responses=error_responses,
-              dependencies=[Depends(require_token)])
+              dependencies=[Depends(require_token), Depends(warmed_up)])
     async def equivalent(body: EquivalentRequest, request: Request) -> EquivalentResponse | Response:
         """Are two extracted answers the same answer? The math verifier's ``equivalent_batch``, one
         boolean per pair in request order (a check past the time limit is false)."""
@@ -240,6 +281,64 @@ def create_app(settings: ServiceSettings | None = None, verifier_factory: Verifi
             return Response(status_code=499)
         return EquivalentResponse(equivalent=answers, elapsed_s=time.perf_counter() - started)
 
+    @app.post("/get_reward", response_model=peers.RewardResponse, responses=error_responses,
+              dependencies=[Depends(require_peer_token), Depends(warmed_up)])
+    async def get_reward(body: peers.RewardRequest, request: Request) -> peers.RewardResponse:
+        """OpenRLHF's remote reward (``--remote_rm_url``): one reward per query, in order. A batch with
+        more `error` verdicts than ``reward_max_error_rate`` gets 503 (OpenRLHF retries it)."""
+        started = time.perf_counter()
+        if len(body.query) > limits.max_items_per_request:
+            _check_limits(body.query, limits, state)  # the 413 too_many_items answer
+        rows, errors = peers.reward_rows(body)
+        if errors:
+            state.metrics.rejections.labels(reason="invalid_items").inc()
+            first = errors[0]
+            raise ServiceError(422, ErrorResponse(
+                error="invalid_items",
+                message=f"{len(errors)} invalid quer(ies); first: query[{first.index}] {first.field}: {first.message}",
+                errors=errors))
+        items = _typed_items(rows, state)
+        _check_limits(items, limits, state)
+        with _admitted(state, limits, len(items), "items"):
+            results = await _verify_admitted(items, state, request.is_disconnected)
+        refusal = peers.error_rate_refusal(results, settings.reward)
+        if refusal is not None:
+            state.metrics.rejections.labels(reason="error_rate").inc()
+            message, bad = refusal
+            raise ServiceError(503, ErrorResponse(error="verifier_errors", message=message,
+                                                  limit="reward_max_error_rate", errors=bad), {"Retry-After": "1"})
+        return peers.reward_response(results, settings.reward, time.perf_counter() - started)
+
+    @app.post("/run_code", response_model=peers.RunCodeResponse, responses=error_responses,
+              dependencies=[Depends(require_peer_token), Depends(warmed_up)])
+    async def run_code(body: peers.RunCodeRequest) -> peers.RunCodeResponse:
+        """SandboxFusion's ``/run_code``: a Python 3 program (with ``stdin``) in the code verifier's hardened
+        sandbox pool, under its limits. ``run_timeout`` -> ``TimeLimitExceeded``."""
+        for name in ("code", "stdin"):
+            text = getattr(body, name) or ""
+            if len(text) > limits.max_text_chars:
+                state.metrics.rejections.labels(reason="item_too_large").inc()
+                raise ServiceError(422, ErrorResponse(
+                    error="item_too_large", limit="max_text_chars",
+                    message=f"{name} has {len(text)} characters, over the limit max_text_chars={limits.max_text_chars}"))
+        unsupported = peers.unsupported_run_fields(body)
+        lane = state.lanes.get("code")
+        if unsupported is not None:
+            answer = peers.RunCodeResponse(status=peers.RunStatus.SandboxError, message=unsupported)
+        elif lane is None or lane.verifier is None or not callable(getattr(lane.verifier, "run_program", None)):
+            why = "this replica does not serve code" if lane is None else (lane.unavailable_reason or "no run_program")
+            answer = peers.RunCodeResponse(status=peers.RunStatus.SandboxError, message=f"sandbox_unavailable: {why}")
+        else:
+            with _admitted(state, limits, 1, "programs"):
+                assert state.dispatcher is not None, "the app's lifespan has not run"
+                result = await state.dispatcher.call("code", lane.verifier.run_program, body.code, body.stdin or "",
+                                                     body.run_timeout, body.memory_limit_MB)
+            answer = peers.run_code_response(result)
+        run = answer.run_result
+        state.metrics.run_code.labels(status=answer.status.value,
+                                      run_status=run.status.value if run is not None else "none").inc()
+        return answer
+
     @app.get("/v1/limits", response_model=dict[str, int], dependencies=[Depends(require_token)])
     async def get_limits() -> dict[str, int]:
         """The limits in force (names as in 413/422/503 error bodies)."""
@@ -248,6 +347,9 @@ def create_app(settings: ServiceSettings | None = None, verifier_factory: Verifi
     @app.get("/healthz", response_model=Health)
     async def healthz() -> Health:
         """State of each domain verifier (sandbox pool, math workers) and of the queue."""
+        if not state.ready.is_set():  # listening while the verifiers warm up
+            return Health(status="degraded", domains={}, queue_depth=state.admission.depth,
+                          queue_capacity=limits.max_queue_items, in_flight_requests=state.in_flight)
         domains = {name: await lane_health(lane) for name, lane in state.lanes.items()}
         status = "ok" if domains and all(d.status == "ok" for d in domains.values()) else "degraded"
         return Health(status=status, domains=domains, queue_depth=state.admission.depth,
@@ -342,6 +444,18 @@ def _parse_items(items: list[Any], state: ServiceState) -> dict[str, list[tuple[
             errors=errors,
         ))
     return by_domain
+
+
+def _typed_items(rows: list[dict[str, Any]], state: ServiceState) -> list[Any]:
+    """``rows`` as the ``/v1/verify`` item models (the same validation and 422 answers)."""
+    from pydantic import ValidationError
+
+    try:
+        return VerifyRequest.model_validate({"items": rows}).items
+    except ValidationError as exc:
+        error = validation_error(RequestValidationError(exc.errors(), body={"items": rows}))
+        state.metrics.rejections.labels(reason=error.body.error).inc()
+        raise error from None
 
 
 async def _verify_admitted(items: list[Any], state: ServiceState,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -58,6 +59,8 @@ class Dispatcher:
         self.on_chunk = on_chunk
         total_slots = sum(lane.slots for lane in lanes.values()) or 1
         self.executor = ThreadPoolExecutor(max_workers=total_slots, thread_name_prefix="verify")
+        self._jobs: dict[str, ThreadPoolExecutor] = {}
+        self._jobs_lock = threading.Lock()
 
     async def verify(self, domain: str, items: Sequence[Any],
                      client_gone: Callable[[], Awaitable[bool]] | None = None) -> list[Judged]:
@@ -127,8 +130,33 @@ class Dispatcher:
             return None
         return [b for chunk in results for b in chunk or ()]
 
+    async def call(self, domain: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` (one blocking job on the domain's verifier, e.g. ``/run_code``'s ``run_program``) in
+        the domain's own job executor, sized to the verifier's ``health()["size"]`` (its sandbox pool), so
+        single jobs fill the pool instead of queueing behind the verify slots."""
+        executor = self._job_executor(domain)
+        return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+
+    def _job_executor(self, domain: str) -> ThreadPoolExecutor:
+        with self._jobs_lock:
+            executor = self._jobs.get(domain)
+            if executor is None:
+                lane = self.lanes[domain]
+                size = 0
+                try:
+                    size = int((lane.verifier.health() or {}).get("size") or 0)
+                except Exception:  # a health() that fails must not stop the job; fall back to the slots
+                    logger.exception("%s verifier health() failed while sizing its job executor", domain)
+                executor = ThreadPoolExecutor(max_workers=max(size, lane.slots), thread_name_prefix=f"{domain}-job")
+                self._jobs[domain] = executor
+            return executor
+
     def close(self, wait: bool = True) -> None:
         self.executor.shutdown(wait=wait, cancel_futures=not wait)
+        with self._jobs_lock:
+            jobs, self._jobs = list(self._jobs.values()), {}
+        for executor in jobs:
+            executor.shutdown(wait=wait, cancel_futures=not wait)
 
 
 def _run_chunk(lane: DomainLane, chunk: list[Any]) -> list[Verdict]:

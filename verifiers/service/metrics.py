@@ -10,7 +10,8 @@ Each app gets its own registry, so two apps in one process (tests) do not share 
 ``rest_em_verifier_queue_depth``                            items admitted and not yet answered
 ``rest_em_verifier_queue_capacity``                         the max_queue_items limit
 ``rest_em_verifier_in_flight_requests``                     verify requests being served
-``rest_em_verifier_rejections_total{reason}``               requests refused (queue_full, body_too_large, ...)
+``rest_em_verifier_rejections_total{reason}``               requests refused (queue_full, body_too_large, error_rate, ...)
+``rest_em_verifier_run_code_total{status,run_status}``       /run_code answers (Success/Failed/SandboxError, Finished/TimeLimitExceeded/none)
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from verifiers.verdict import Verdict
 
 # Paths that get their own label; anything else is counted as "other" so that a scan of random URLs
 # cannot blow up the number of series.
-KNOWN_PATHS = ("/v1/verify", "/healthz", "/metrics", "/docs", "/openapi.json")
+KNOWN_PATHS = ("/v1/verify", "/v1/equivalent", "/get_reward", "/run_code", "/healthz", "/metrics", "/docs", "/openapi.json")
 
 # Latency buckets (seconds) from a single cached math item up to a large code batch.
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -55,6 +56,7 @@ class ServiceMetrics:
         capacity.set(queue_capacity)
         self.in_flight = Gauge("rest_em_verifier_in_flight_requests", "Verify requests being served", registry=r)
         self.rejections = Counter("rest_em_verifier_rejections", "Requests refused", ["reason"], registry=r)
+        self.run_code = Counter("rest_em_verifier_run_code", "/run_code answers", ["status", "run_status"], registry=r)
 
     @staticmethod
     def path_label(path: str) -> str:
