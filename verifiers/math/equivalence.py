@@ -88,11 +88,16 @@ class ParsedReference:
 def parse_reference(reference: str, reference_format: str, rules: AnswerRules | None = None) -> ParsedReference | Verdict:
     """The parsed gold answer, or an ``error`` verdict saying why the reference is unusable.
 
-    A reference is read with a decimal comma only when ``rules.decimal_comma`` is ``always``
+    In ``answer`` format a reference that is a short text around its answer is read like such a
+    response (``verifiers.math.extract.read_answer_response``). A reference is read with a decimal
+    comma only when ``rules.decimal_comma`` is ``always``
     (in ``auto`` a reference's ``2,5`` is a list of two answers, as in MATH).
     """
     rules = rules or AnswerRules()
     raw = read_reference(reference, reference_format)
+    if raw is not None and reference_format == "answer":
+        # A reference that is a short text around its answer ("The answer is $5$.") reads like a response.
+        raw = (read_answer_response(reference) or (raw, WHOLE_RESPONSE))[0]
     if raw is None:
         where = {"math_solution": "no \\boxed{} in the solution", "gsm8k": "no '####' line"}.get(
             reference_format, "empty reference"
@@ -126,13 +131,53 @@ def normalize_candidate(answer: str, reference: ParsedReference, rules: AnswerRu
     mode = rules.decimal_comma
     if mode == "auto" and _is_list(reference.normalized.text):
         mode = "never"
-    return normalize_answer(answer, mode)
+    candidate = normalize_answer(answer, mode)
+    unit = _LETTER_UNIT.match(candidate.text)
+    if unit and not re.search(r"[a-zA-Z]", reference.normalized.text):
+        # "5 m" against a numeric reference: the letter is a unit, not a variable.
+        return NormalizedAnswer(unit.group(1), percent=candidate.percent)
+    return candidate
+
+
+# A plain number, a space and a one-letter SI unit (metres, grams, seconds, litres, hours, newtons, ...).
+_LETTER_UNIT = re.compile(r"^([-+]?\d+(?:\.\d+)?)\s+[mgsLlhNJWVKA]$")
 
 
 def _verify(gold: list[Any], parsed: list[Any]) -> bool:
+    """Math-Verify's verdict, with an interval reference matched by an inequality (``1 < x \\leq 2``
+    for ``(1, 2]``), and never two different exact numbers (see ``_exact_numbers_differ``)."""
     from math_verify import verify
 
-    return bool(parsed) and bool(verify(gold, parsed, timeout_seconds=None))
+    if not parsed or not verify(gold, parsed, timeout_seconds=None, allow_set_relation_comp=True):
+        return False
+    return not _exact_numbers_differ(gold, parsed)
+
+
+def _exact_numbers_differ(gold: list[Any], parsed: list[Any]) -> bool:
+    """Are both answers exact numbers (no variable, no decimal) whose values differ?
+
+    Math-Verify compares such numbers by ``(a - b).evalf(chop=True)``, which chops a difference
+    below its working precision to zero: ``\\frac{1}{2^{99}}`` equalled ``\\frac{1}{2^{98}}`` and
+    ``\\frac{1}{2004!}`` equalled ``\\frac{1}{2006!}``. Here the difference is measured relative
+    to the values, at 40 significant digits.
+    """
+    import sympy
+
+    a = next((x for x in gold if not isinstance(x, str)), None)
+    b = next((x for x in parsed if not isinstance(x, str)), None)
+    exact = [x for x in (a, b) if isinstance(x, sympy.Expr) and not x.free_symbols and not x.atoms(sympy.Float)]
+    if len(exact) != 2:
+        return False
+    try:
+        va, vb = sympy.N(a, 40), sympy.N(b, 40)
+        if not (va.is_number and vb.is_number) or va.has(sympy.zoo, sympy.nan) or vb.has(sympy.zoo, sympy.nan):
+            return False
+        scale = max(abs(va), abs(vb))
+        if scale == 0:
+            return False
+        return bool(abs(sympy.N(a - b, 40)) > scale * sympy.Float("1e-30"))
+    except (TypeError, ValueError, ArithmeticError, AttributeError):
+        return False
 
 
 def _percent_readings(answer: NormalizedAnswer) -> list[NormalizedAnswer]:
