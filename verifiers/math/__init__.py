@@ -93,6 +93,11 @@ class MathVerifyConfig:
                 f"extraction_policies must be a list of names, got the string {self.extraction_policies!r}"
             )
         object.__setattr__(self, "extraction_policies", check_policies(tuple(self.extraction_policies)))
+        if isinstance(self.numeric_tolerance, str):  # "1e-4" from the command line (YAML reads it as text)
+            try:
+                object.__setattr__(self, "numeric_tolerance", float(self.numeric_tolerance))
+            except ValueError:
+                raise ValueError(f"numeric_tolerance must be a number, got {self.numeric_tolerance!r}") from None
         check_response_format(self.response_format)
         if not self.timeout_s > 0:
             raise ValueError(f"timeout_s must be positive, got {self.timeout_s}")
