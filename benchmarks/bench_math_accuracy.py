@@ -50,7 +50,7 @@ from verifiers.workers import TaskStatus, WorkerPool  # noqa: E402
 
 
 def _data_dir() -> Path:
-    env = os.environ.get("REST_EM_SHARED_DATA")
+    env = os.environ.get("REST_EM_DATA_DIR") or os.environ.get("REST_EM_SHARED_DATA")
     return Path(env) if env else ROOT / ".." / "shared" / "data"
 
 
@@ -63,7 +63,7 @@ def grade(cases: list[Case], workers: int, timeout_s: float) -> tuple[list[bool]
     """
     started = time.perf_counter()
     with MathVerifier.from_options(workers=workers, timeout_s=timeout_s) as verifier:
-        items = [MathItem(i, c.gold, c.response) for i, c in enumerate(cases)]
+        items = [MathItem(i, c.gold, c.response, response_format=c.response_format) for i, c in enumerate(cases)]
         verdicts = verifier.verify_batch(items)
         again = [i for i, v in enumerate(verdicts) if v.reason == "timeout"]
         for i, v in zip(again, verifier.verify_batch([items[i] for i in again])):
@@ -126,11 +126,15 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout-s", type=float, default=5.0)
     parser.add_argument("--show", type=int, default=0, help="print up to N misgrades of rest-em per category")
+    parser.add_argument("--categories", help="comma-separated categories to run (default: all)")
     args = parser.parse_args()
 
     data = _data_dir()
     golds = math_golds(data / "math" / "test.jsonl") + gsm8k_golds(data / "gsm8k" / "test.jsonl")
     cases = generate_cases(golds)
+    if args.categories:
+        wanted = {c.strip() for c in args.categories.split(",")}
+        cases = [c for c in cases if c.category in wanted]
     if args.per_category:
         cases = sample_cases(cases, args.per_category, args.seed)
     print(f"{len(golds)} reference answers -> {len(cases)} cases; workers={args.workers}", flush=True)

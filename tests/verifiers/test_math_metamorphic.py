@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _shared_data() -> Path:
-    env = os.environ.get("REST_EM_SHARED_DATA")
+    env = os.environ.get("REST_EM_DATA_DIR") or os.environ.get("REST_EM_SHARED_DATA")
     return Path(env) if env else ROOT / ".." / "shared" / "data"
 
 
@@ -113,7 +113,7 @@ def test_every_case_is_checked_by_the_evaluator_where_it_can_be():
 
 @pytest.mark.slow
 @pytest.mark.skipif(not (DATA / "math" / "test.jsonl").exists(),
-                    reason=f"real benchmark data not found at {DATA} (set REST_EM_SHARED_DATA)")
+                    reason=f"real benchmark data not found at {DATA} (set REST_EM_DATA_DIR)")
 def test_metamorphic_sample_meets_the_targets_against_raw_math_verify():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from bench_math_accuracy import check_targets, grade, summarize

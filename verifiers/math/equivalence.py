@@ -148,7 +148,9 @@ def _verify(gold: list[Any], parsed: list[Any]) -> bool:
     for ``(1, 2]``), and never two different exact numbers (see ``_exact_numbers_differ``)."""
     from math_verify import verify
 
-    if not parsed or not verify(gold, parsed, timeout_seconds=None, allow_set_relation_comp=True):
+    # float_rounding: Math-Verify's default (6 decimals) passed 0.0303033 for 1/33; a decimal against
+    # an exact value is judged by ``approximates`` at the precision it states instead.
+    if not parsed or not verify(gold, parsed, float_rounding=10, timeout_seconds=None, allow_set_relation_comp=True):
         return False
     return not _exact_numbers_differ(gold, parsed)
 
@@ -224,7 +226,8 @@ def approximates(reference: ParsedReference, candidate: NormalizedAnswer, tolera
             return False
         written = Decimal(candidate.text)
         candidates = {exact.quantize(unit, rounding=r) for r in (ROUND_HALF_UP, ROUND_HALF_EVEN, ROUND_DOWN)}
-        return written in candidates
+        # 10+ decimals: a binary float printed in full (0.7071067811865476) may be off by a unit or two.
+        return written in candidates or (decimals >= 10 and abs(written - exact) <= 2 * unit)
     return False
 
 
@@ -249,7 +252,12 @@ def answers_equivalent(reference: ParsedReference, candidate: NormalizedAnswer, 
     if literal and string_shortcut and candidate.text == reference.normalized.text:
         return "equal"
     parsed = _parse(candidate)
-    if literal and _verify(reference.parsed, parsed):
+    gold = reference.parsed
+    if "=" in candidate.text and reference.normalized.relation is not None:
+        # The reference "b = 0" was read as "0"; an equation such as "b + 1 = 0" is compared with the
+        # whole relation, not by its right-hand side (Math-Verify unwraps that, and 0 = 0).
+        gold = _parse(NormalizedAnswer(reference.normalized.relation)) or gold
+    if literal and _verify(gold, parsed):
         return "equal"
     if rules.percent != "number":
         for reading in _percent_readings(candidate):

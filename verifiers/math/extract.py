@@ -254,7 +254,10 @@ _PROSE_WORDS = frozenset(
     "the is are was so thus hence therefore answer final we get gives total result value equals of to be "
     "it this that which there then for with in on at by its will would can has have solution so our".split()
 )
-_TEXT_GROUP = re.compile(r"\\(?:text|textbf|textit|textrm|mbox|mathrm|mathbf|textnormal|operatorname)\s*\{[^{}]*\}")
+_TEXT_GROUP = re.compile(
+    r"\\(?:text|textbf|textit|textrm|mbox|mathrm|mathbf|mathit|mathbb|mathcal|textnormal|operatorname|begin|end)"
+    r"\s*\{[^{}]*\}"
+)
 _COMMAND = re.compile(r"\\[a-zA-Z]+")
 _WORD = re.compile(r"[A-Za-z]{2,}")
 _INNER_DELIMITER = re.compile(r"(?<!\\)\$|\\\(|\\\[|\\boxed|\\fbox")
@@ -264,9 +267,9 @@ def is_wrapped(answer: str) -> bool:
     """Is this (delimiters already stripped) a short text around an answer rather than one answer?
 
     Yes when it still holds a math delimiter or a ``\\boxed`` ("Answer: $5$", "so \\boxed{5}."),
-    a label before a colon ("Answer: 5"), a word of prose ("The total is 18."), or two words
-    outside ``\\text{}`` ("5 square units" reads the same either way). Function names, ``and`` / ``or``
-    and single letters are mathematics.
+    a label before a colon ("Answer: 5"), a word of prose ("The total is 18."), or two words of three
+    letters or more outside ``\\text{}`` ("5 square units" reads the same either way). Function names,
+    ``and`` / ``or``, single letters and two-letter products (``ab + bc``) are mathematics.
     """
     if _INNER_DELIMITER.search(answer):
         return True
@@ -275,7 +278,8 @@ def is_wrapped(answer: str) -> bool:
         return True
     words = [w.lower() for w in _WORD.findall(bare)]
     words = [w for w in words if w not in _MATH_WORDS]
-    return any(w in _PROSE_WORDS for w in words) or len(words) >= 2
+    # Two-letter runs are often products of variables (ab + bc): only longer ones count as words.
+    return any(w in _PROSE_WORDS for w in words) or len([w for w in words if len(w) >= 3]) >= 2
 
 
 # extracted_by when an ``answer``-format response was a short text around its answer.

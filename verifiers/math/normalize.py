@@ -127,6 +127,8 @@ class NormalizedAnswer:
     is_text: bool = False
     # The answer was a plain number with a percent sign (``10\\%``, ``10 percent``), now ``text`` = ``10``.
     percent: bool = False
+    # "y = 2x + 3" read as "2x + 3": the whole relation, normalised, for a candidate that is an equation.
+    relation: str | None = None
 
 
 _FRAC_ARG_TOKEN = re.compile(r"\s*(\\[a-zA-Z]+|[0-9a-zA-Z])")
@@ -252,8 +254,10 @@ def normalize_answer(answer: str, decimal_comma: str = "never") -> NormalizedAns
     # Text left inside the answer ("2\text{ and }3") reads as its words.
     s = _INNER_TEXT.sub(lambda m: m.group(1), s)
 
+    relation = None
     assignment = _ASSIGNMENT.match(s)
     if assignment:
+        relation = " ".join(s.rstrip(".").split())
         s = assignment.group(1).strip()
     s = s.rstrip(".").strip()
     s = " ".join(s.split())
@@ -263,7 +267,7 @@ def normalize_answer(answer: str, decimal_comma: str = "never") -> NormalizedAns
     s = _E_NOTATION.sub(lambda m: f"{m.group(1)} \\times 10^{{{int(m.group(2))}}}", s)
     if _THOUSANDS.match(s):
         s = s.replace(",", "")
-    return NormalizedAnswer(s, percent=percent and bool(_PLAIN_NUMBER.match(s)))
+    return NormalizedAnswer(s, percent=percent and bool(_PLAIN_NUMBER.match(s)), relation=relation)
 
 
 def is_plain_number(text: str) -> bool:
