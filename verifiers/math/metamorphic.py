@@ -1018,3 +1018,27 @@ def raw_math_verify(task: tuple[str, str]) -> bool:
     gold_parsed = parse(f"\\boxed{{{gold}}}", parsing_timeout=None)
     pred_parsed = parse(response, parsing_timeout=None)
     return bool(gold_parsed) and bool(pred_parsed) and bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))
+
+
+def _raw_text(text: str) -> str:
+    """A text as raw Math-Verify gets it in ``bench_math_accuracy.py --pairs``: a bare answer inside
+    ``$...$`` (its LaTeX extraction needs a delimiter), anything with a delimiter or with prose as is."""
+    from verifiers.math.extract import is_wrapped
+
+    has_delimiter = any(d in text for d in ("$", "\\(", "\\[", "\\boxed"))
+    return text if has_delimiter or is_wrapped(text) else f"${text}$"
+
+
+def raw_math_verify_answers(task: tuple[str, str]) -> bool:
+    """Raw Math-Verify on one labelled pair: ``verify(parse(reference), parse(response))``, each text
+    read as ``_raw_text`` says. Runs in a worker."""
+    import math_verify.grader
+    import math_verify.parser
+    from math_verify import parse, verify
+
+    math_verify.parser.TIMEOUT_WARNING_SHOWN = True
+    math_verify.grader.TIMEOUT_WARNING_SHOWN = True
+    reference, response = task
+    gold = parse(_raw_text(reference), parsing_timeout=None)
+    pred = parse(_raw_text(response), parsing_timeout=None)
+    return bool(gold) and bool(pred) and bool(verify(gold, pred, timeout_seconds=None))
