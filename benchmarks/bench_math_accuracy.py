@@ -42,6 +42,7 @@ coarsest with no false pass.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -60,6 +61,7 @@ from verifiers.math.metamorphic import (  # noqa: E402
     PERTURBATION,
     REWRITE,
     Case,
+    evaluate,
     generate_cases,
     gsm8k_golds,
     math_golds,
@@ -210,22 +212,57 @@ SWEEP_CATEGORIES = ("numeric_approx", "changed_digit", "off_by_one", "approx_cha
                     "approx_third_digit")
 
 
+def _coarse_cases(cases: list[Case], significant: int) -> list[Case]:
+    """The references of the ``numeric_approx`` cases rounded to ``significant`` digits (e.g. 6.28 for 2pi)."""
+    out = []
+    for c in cases:
+        value = evaluate(c.gold)
+        if c.category != "numeric_approx" or value is None:
+            continue
+        decimals = significant - 1 - math.floor(math.log10(abs(value)))
+        if decimals >= 1:
+            text = f"{value:.{decimals}f}"
+            out.append(Case(f"approx_{significant}_digits", REWRITE, c.source, c.gold, text, f"\\boxed{{{text}}}"))
+    return out
+
+
 def run_tolerance_sweep(cases: list[Case], workers: int, timeout_s: float) -> int:
-    """False passes and approximation pass rate of rest-em at each tolerance in SWEEP_TOLERANCES."""
+    """At each tolerance in SWEEP_TOLERANCES: rest-em's false passes on the changed_digit / off_by_one
+    perturbations (of the references and of their approximations) and approx_third_digit, its pass
+    rate on the approximations (4-6 significant digits) and on coarser ones (3 and 2 digits); and, for
+    comparison, the false passes of a plain relative rule |r - v| <= tol |v| on the same cases."""
     cases = [c for c in cases if c.category in SWEEP_CATEGORIES]
+    cases += _coarse_cases(cases, 3) + _coarse_cases(cases, 2)
     by_category = Counter(c.category for c in cases)
     print(f"tolerance sweep on {len(cases)} cases: {dict(sorted(by_category.items()))}")
-    print(f"{'numeric_tolerance':>17}  {'false passes (changed_digit, off_by_one, approx_*)':>52}  {'numeric_approx pass %':>22}")
+    print("  rest-em rule: the decimal is the value rounded or truncated to its decimals, one unit of its last")
+    print("  decimal at most tol of the value; relative rule: |r - v| <= tol |v| (not implemented, for comparison)\n")
+    print(f"{'tol':>7}  {'rest-em FP':>10}  {'4-6 digits %':>12}  {'3 digits %':>10}  {'2 digits %':>10}   "
+          f"{'relative-rule FP':>16}  {'its 4-6 digits %':>16}")
     for tol in SWEEP_TOLERANCES:
         with MathVerifier.from_options(workers=workers, timeout_s=timeout_s, numeric_tolerance=tol) as v:
             verdicts = v.verify_batch([MathItem(i, c.gold, c.response, response_format=c.response_format)
                                        for i, c in enumerate(cases)])
-        fp = Counter(c.category for c, v in zip(cases, verdicts) if c.kind == PERTURBATION and v.is_pass)
-        rewrites = [v.is_pass for c, v in zip(cases, verdicts) if c.kind == REWRITE]
-        rate = 100.0 * sum(rewrites) / len(rewrites) if rewrites else float("nan")
-        detail = ", ".join(f"{k} {n}" for k, n in sorted(fp.items())) or "none"
-        print(f"{tol:>17g}  {sum(fp.values()):>6} ({detail})".ljust(73) + f"  {rate:>21.2f}", flush=True)
+        fp = sum(c.kind == PERTURBATION and v.is_pass for c, v in zip(cases, verdicts))
+
+        def rate(category: str, passed: list[bool]) -> float:
+            got = [ok for c, ok in zip(cases, passed) if c.category == category]
+            return 100.0 * sum(got) / len(got) if got else float("nan")
+
+        ours = [v.is_pass for v in verdicts]
+        relative = [_within(c, tol) for c in cases]
+        rel_fp = sum(c.kind == PERTURBATION and c.category.startswith("approx") and ok for c, ok in zip(cases, relative))
+        print(f"{tol:>7g}  {fp:>10}  {rate('numeric_approx', ours):>12.1f}  {rate('approx_3_digits', ours):>10.1f}  "
+              f"{rate('approx_2_digits', ours):>10.1f}   {rel_fp:>16}  {rate('numeric_approx', relative):>16.1f}", flush=True)
     return 0
+
+
+def _within(case: Case, tol: float) -> bool:
+    """The plain relative rule on a decimal prediction of a symbolic reference (evaluator values)."""
+    value, guess = evaluate(case.gold), evaluate(case.prediction)
+    if value is None or guess is None or "." not in case.prediction:
+        return False
+    return abs(guess - value) <= tol * abs(value)
 
 
 def main() -> int:

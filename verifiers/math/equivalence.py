@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from verifiers.math.extract import WHOLE_RESPONSE, extract_with_policy, last_math, read_answer_response
+from verifiers.math.extract import WHOLE_RESPONSE, answer_is, extract_with_policy, last_math, read_answer_response
 from verifiers.math.normalize import (
     AnswerRules,
     NormalizedAnswer,
@@ -215,8 +215,10 @@ def approximates(reference: ParsedReference, candidate: NormalizedAnswer, tolera
             value = sympy.N(expr, 40)
             if not value.is_real or value == 0:
                 continue
-            if isinstance(sympy.nsimplify(expr), sympy.Rational) and _terminates(sympy.nsimplify(expr)):
-                continue
+            if expr.is_rational:
+                exact_q = sympy.nsimplify(expr.doit())
+                if isinstance(exact_q, sympy.Rational) and _terminates(exact_q):
+                    continue
             exact = Decimal(str(value))
         except (TypeError, ValueError, ArithmeticError):
             continue
@@ -251,6 +253,8 @@ def answers_equivalent(reference: ParsedReference, candidate: NormalizedAnswer, 
     # Identical normalised strings are the same answer whatever sympy makes of them.
     if literal and string_shortcut and candidate.text == reference.normalized.text:
         return "equal"
+    if _DECIMAL.match(candidate.text) and approximates(reference, candidate, rules.numeric_tolerance):
+        return "approximation"  # checked first: cheaper than Math-Verify's symbolic comparison
     parsed = _parse(candidate)
     gold = reference.parsed
     if "=" in candidate.text and reference.normalized.relation is not None:
@@ -266,8 +270,6 @@ def answers_equivalent(reference: ParsedReference, candidate: NormalizedAnswer, 
         for reading in _percent_readings(reference.normalized):
             if _verify(_parse(reading), parsed):
                 return "percent"
-    if approximates(reference, candidate, rules.numeric_tolerance):
-        return "approximation"
     return None
 
 
@@ -314,6 +316,12 @@ def check(task: CheckTask) -> Verdict:
             found = last_math(task.response)
             if found is not None and found.strip() != answer.strip():
                 answer, policy = found, "last_math"
+                candidate = normalize_candidate(answer, reference, task.rules)
+        if reference.normalized.is_text and policy in (WHOLE_RESPONSE, "last_math") and task.response_format == "answer":
+            # A word answer in a sentence ("The answer is Evelyn."): the phrase after "the answer is".
+            phrase = answer_is(task.response)
+            if phrase is not None:
+                answer, policy = phrase, "answer_is"
                 candidate = normalize_candidate(answer, reference, task.rules)
         how = answers_equivalent(reference, candidate, task.string_shortcut, task.rules)
     except (MemoryError, RecursionError) as exc:

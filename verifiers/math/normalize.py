@@ -79,6 +79,8 @@ _UNICODE: list[tuple[re.Pattern[str], str]] = [
     (re.compile("\u2265"), r"\\geq "),
     (re.compile("\u2260"), r"\\neq "),
     (re.compile("\u221a\\s*(\\d+|[a-zA-Z])"), r"\\sqrt{\1}"),
+    (re.compile("\u00b2"), "^2"),
+    (re.compile("\u00b3"), "^3"),
 ]
 
 _SUBSTITUTIONS: list[tuple[re.Pattern[str], str]] = [
@@ -102,7 +104,7 @@ _SUBSTITUTIONS: list[tuple[re.Pattern[str], str]] = [
 ]
 
 # A trailing unit written as text after a value: "5\text{ cm}", "12 \mbox{square units}^2".
-_TRAILING_TEXT_UNIT = re.compile(_TEXT_COMMANDS + r"\s*\{\s*[a-zA-Z][a-zA-Z .]*\}\s*(?:\^\s*\{?\d\}?)?\s*$")
+_TRAILING_TEXT_UNIT = re.compile(_TEXT_COMMANDS + r"\s*\{\s*[a-zA-Z][a-zA-Z ./]*\}\s*(?:\^\s*\{?\d\}?)?\s*$")
 # A trailing plain-word unit after a plain number: "18 dollars", "3.5 square feet".
 _TRAILING_WORD_UNIT = re.compile(r"^([-+]?[\d.,/]+(?: \d{3})*(?: \d+/\d+)?)\s+[a-zA-Z]{2,}[a-zA-Z .]*$")
 # The whole answer is text: \text{Evelyn}, \text{(C)}.
@@ -189,6 +191,20 @@ _PLAIN_NUMBER = re.compile(r"^[-+]?(?:\d+(?:\.\d+)?|\.\d+)$")
 _E_NOTATION = re.compile(r"^([-+]?\d+(?:\.\d+)?)[eE]([-+]?\d+)$")  # 1.5e3, 2E-4 (a digit after the e)
 
 
+_NUMBER_WORDS = {w: str(i) for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty".split())}
+# 0.\overline{3}, 1.2\overline{45}: a repeating decimal.
+_REPEATING = re.compile(r"(?<![\d.])(\d*)\.(\d*)\\overline\{(\d+)\}")
+
+
+def _repeating_fraction(m: re.Match[str]) -> str:
+    whole, fixed, period = m.group(1) or "0", m.group(2), m.group(3)
+    num = int(whole + fixed + period) - int(whole + fixed)
+    den = (10 ** len(period) - 1) * 10 ** len(fixed)
+    return f"\\frac{{{num}}}{{{den}}}"
+
+
 def _decimal_comma(s: str, mode: str) -> str:
     """``3,5`` -> ``3.5`` where the mode says the comma is a decimal comma (see ``AnswerRules``)."""
     if mode == "never":
@@ -240,7 +256,9 @@ def normalize_answer(answer: str, decimal_comma: str = "never") -> NormalizedAns
     s = _brace_frac_arguments(s).strip()
 
     whole = _WHOLE_TEXT.match(s)
-    if whole:
+    if whole and re.match(r"\s*[-+]?\d", whole.group(1)):
+        s = whole.group(1).strip()  # \text{5 cm}: a number with its unit, not a word answer
+    elif whole:
         return NormalizedAnswer(_canonical_text(whole.group(1)), is_text=True)
     # Strip trailing units repeatedly ("5\text{ m}\text{ long}"), but never the whole answer.
     while True:
@@ -261,6 +279,8 @@ def normalize_answer(answer: str, decimal_comma: str = "never") -> NormalizedAns
         s = assignment.group(1).strip()
     s = s.rstrip(".").strip()
     s = " ".join(s.split())
+    s = _NUMBER_WORDS.get(s.casefold(), s)
+    s = _REPEATING.sub(_repeating_fraction, s)
     s = _mixed_number(s)
     s = _SPACE_GROUPS.sub(lambda m: m.group(1) + m.group(2).replace(" ", ""), s)
     s = _decimal_comma(s, decimal_comma)
