@@ -79,7 +79,9 @@ FORMS = [
     ("approximation", r"40\pi", "125.664", "answer", "pass"),    # rounded
     ("approximation", r"\sqrt 3", "1.732", "answer", "pass"),
     ("approximation", r"\frac{\sqrt{2}}{2}", "0.7071067811865476", "answer", "pass"),  # a float printed in full
-    ("approximation", r"\frac{1}{3}", "0.3333", "answer", "pass"),
+    ("approximation", r"\frac{1}{3}", "0.333333", "answer", "pass"),
+    ("approximation", r"\frac{2}{3}", "0.6666666", "answer", "pass"),      # truncated
+    ("approximation", r"\frac{1}{3}", "0.3333", "answer", "fail"),         # a fraction needs 6 decimals
     ("approximation", r"2\pi", r"\approx 6.2832", "answer", "pass"),
     ("approximation", r"40\pi", "125.665", "answer", "fail"),    # neither rounded nor truncated
     ("approximation", r"\sqrt 3", "1.742", "answer", "fail"),    # off in the third significant digit

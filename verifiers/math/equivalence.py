@@ -190,11 +190,17 @@ def _percent_readings(answer: NormalizedAnswer) -> list[NormalizedAnswer]:
 _DECIMAL = re.compile(r"^([-+]?)(\d*)\.(\d+)$")
 
 
+# A fraction without a finite decimal expansion (1/3) is approximated by a decimal of at least this
+# many decimals (Math-Verify's own float_rounding): 0.333333 is 1/3, 0.3333 is not.
+RATIONAL_MIN_DECIMALS = 6
+
+
 def approximates(reference: ParsedReference, candidate: NormalizedAnswer, tolerance: float) -> bool:
     """Is ``candidate`` a decimal approximation of a symbolic reference at the precision it states?
 
     The reference must be a real number without a finite decimal expansion (``40\\pi``, ``\\sqrt{3}``,
-    ``\\frac{1}{3}``; never an integer, a terminating fraction or a decimal: those are matched exactly);
+    ``\\frac{1}{3}``; never an integer, a terminating fraction or a decimal: those are matched exactly;
+    a fraction needs ``RATIONAL_MIN_DECIMALS`` decimals);
     the candidate must be that value rounded or truncated to the decimals it writes
     (``125.664`` or ``125.663`` for 125.6637...), and one unit of its last decimal at most ``tolerance``
     of the value (so ``6.28`` for ``2\\pi`` is too coarse at 1e-3: 0.01 / 6.28 = 1.6e-3).
@@ -219,6 +225,8 @@ def approximates(reference: ParsedReference, candidate: NormalizedAnswer, tolera
                 exact_q = sympy.nsimplify(expr.doit())
                 if isinstance(exact_q, sympy.Rational) and _terminates(exact_q):
                     continue
+                if len(m.group(3)) < RATIONAL_MIN_DECIMALS:
+                    return False  # 0.3333 is not 1/3; 0.333333 is, as Math-Verify rounds to 6 decimals
             exact = Decimal(str(value))
         except (TypeError, ValueError, ArithmeticError):
             continue

@@ -789,11 +789,14 @@ APPROXIMATION_DIGITS = (4, 5, 6)
 
 
 def rw_numeric_approx(gold: str) -> str | None:
-    """A symbolic reference as a decimal, rounded or truncated to 4-6 significant digits: ``40\\pi`` -> ``125.664``."""
+    """A symbolic reference as a decimal, rounded or truncated to 4-6 significant digits (a fraction: 6
+    decimals at least): ``40\\pi`` -> ``125.664``, ``\\frac{1}{6}`` -> ``0.166667``."""
     value = _symbolic_value(gold)
     if value is None:
         return None
     digits = APPROXIMATION_DIGITS[_pick(gold + "a", len(APPROXIMATION_DIGITS))]
+    if _SIMPLE_FRAC.fullmatch(gold):  # a fraction is approximated to 6 decimals at least (see RATIONAL_MIN_DECIMALS)
+        digits = max(digits, 6 + 1 + math.floor(math.log10(abs(value))))
     out = _approximation(value, digits, truncate=bool(_pick(gold + "t", 2)))
     if out is None or Decimal(1).scaleb(-len(out.split(".")[1])) / Decimal(repr(abs(value))) > Decimal("1e-3"):
         return None

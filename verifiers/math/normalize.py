@@ -191,9 +191,6 @@ _PLAIN_NUMBER = re.compile(r"^[-+]?(?:\d+(?:\.\d+)?|\.\d+)$")
 _E_NOTATION = re.compile(r"^([-+]?\d+(?:\.\d+)?)[eE]([-+]?\d+)$")  # 1.5e3, 2E-4 (a digit after the e)
 
 
-_NUMBER_WORDS = {w: str(i) for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-    "seventeen eighteen nineteen twenty".split())}
 # 0.\overline{3}, 1.2\overline{45}: a repeating decimal.
 _REPEATING = re.compile(r"(?<![\d.])(\d*)\.(\d*)\\overline\{(\d+)\}")
 
@@ -279,7 +276,6 @@ def normalize_answer(answer: str, decimal_comma: str = "never") -> NormalizedAns
         s = assignment.group(1).strip()
     s = s.rstrip(".").strip()
     s = " ".join(s.split())
-    s = _NUMBER_WORDS.get(s.casefold(), s)
     s = _REPEATING.sub(_repeating_fraction, s)
     s = _mixed_number(s)
     s = _SPACE_GROUPS.sub(lambda m: m.group(1) + m.group(2).replace(" ", ""), s)
