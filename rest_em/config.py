@@ -155,7 +155,18 @@ class MathVerifierSection:
         "answer_is]`); `null` = the verifier's default list. `last_math` (the last math span) is a last resort, "
         "off by default in training")
     response_format: Literal["text", "answer"] = opt(
-        "text", "`text`: extract the final answer from the response; `answer`: the whole response is the answer")
+        "text", "`text`: extract the final answer from the response; `answer`: the whole response is the answer "
+        "(or, when it is a short text around one, its last boxed or math expression)")
+    decimal_comma: Literal["auto", "never", "always"] = opt(
+        "auto", "is `3,5` three and a half? `auto`: in a response, where no thousands reading fits (`3,5`, `0,125`; "
+        "`1,234` stays 1234; never against a list reference such as `2, 5`); `never`; `always` (references too)")
+    percent: Literal["either", "number", "fraction"] = opt(
+        "either", "does `10\\%` equal `0.1`? `either`: it equals 10 and 0.1; `number`: 10 only (MATH's convention); "
+        "`fraction`: 0.1 only")
+    numeric_tolerance: float = opt(
+        1e-3, "a decimal equals a symbolic reference (`40\\pi`, `\\sqrt{3}`) when it is that value rounded or "
+        "truncated to its decimals and one unit of its last decimal is at most this fraction of the value "
+        "(`1.732` for `\\sqrt{3}`; not `6.28` for `2\\pi`); `0` = never")
 
 
 @dataclass
@@ -186,6 +197,9 @@ class VerifierSection:
             if self.math.extraction_policies is not None:
                 out["extraction_policies"] = tuple(self.math.extraction_policies)
             out["response_format"] = self.math.response_format
+            out["decimal_comma"] = self.math.decimal_comma
+            out["percent"] = self.math.percent
+            out["numeric_tolerance"] = self.math.numeric_tolerance
         elif domain == "code":
             out["compare"] = self.code.compare
         return out
@@ -305,6 +319,10 @@ class Config:
         if v.url and (v.math.extraction_policies is not None or v.code.compare != CodeVerifierSection.compare):
             out.append("verifier.math.extraction_policies and verifier.code.compare are in-process options; with "
                        "verifier.url the service's own settings apply (verifier.math.response_format is sent per item)")
+        if v.url and (v.math.decimal_comma, v.math.percent, v.math.numeric_tolerance) != (
+                MathVerifierSection.decimal_comma, MathVerifierSection.percent, MathVerifierSection.numeric_tolerance):
+            out.append("verifier.math.decimal_comma, percent and numeric_tolerance are in-process options; with "
+                       "verifier.url the service's own settings apply (rest-em serve-verifier --set math.KEY=VALUE)")
         if not v.url and v.token_env:
             out.append("verifier.token_env is set but verifier.url is not: the token is not used")
         if self.sampling.backend == "hf":

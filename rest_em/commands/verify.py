@@ -30,11 +30,13 @@ EPILOG = r"""input (one JSON object per line):
          optional "reference_format": "answer" (default: a bare answer, LaTeX allowed),
          "math_solution" (a MATH solution; its last \boxed{}) or "gsm8k" (the text after ####)
          optional "response_format": "text" (extract the final answer; the default, or what
-         --response-format says) or "answer" (the whole response is the answer, e.g. "\frac{1}{2}")
+         --response-format says) or "answer" (the whole response is the answer, e.g. "\frac{1}{2}";
+         a short text around it, "Answer: $\frac{1}{2}$", is read by its last math expression)
   code:  {"id": "p2", "response": "def f(x): ...", "tests": ...}
 
 output: each input row plus "verdict" (pass | fail | error), "reason" and "message", and for math
-  "extracted_by" (the extraction policy that found the answer, or whole_response) when one was found.
+  "extracted_by" (the extraction policy that found the answer, or whole_response) when one was found;
+  the closing log line counts them (last_math in answer format = a wrapped answer).
   fail  = the model was wrong (wrong_answer, no_answer, timeout, ...)
   error = our side broke (e.g. unparseable_reference); never counted as pass or fail
 
@@ -72,6 +74,13 @@ def register(subparsers: Any) -> None:
         help="math: comma-separated extraction policies, tried in order (default: "
              "last_boxed,answer_is,gsm8k_hash,last_math)",
     )
+    parser.add_argument("--decimal-comma", choices=("auto", "never", "always"),
+                        help="math: is 3,5 three and a half? (default auto: in a response, where no thousands reading fits)")
+    parser.add_argument("--percent", choices=("either", "number", "fraction"),
+                        help="math: does 10\\%% equal 10 and 0.1 (either, the default), 10 only (number) or 0.1 only (fraction)?")
+    parser.add_argument("--numeric-tolerance", type=float,
+                        help="math: coarsest relative precision at which a decimal equals a symbolic reference "
+                             "(default 1e-3; 0 = never)")
     parser.add_argument("--timeout-s", type=float, help="wall-clock limit per check in seconds (math default: 5)")
     parser.add_argument("--workers", type=int, help="worker processes (default: one per CPU core)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
@@ -105,8 +114,13 @@ def run(args: argparse.Namespace) -> int:
         )
         if args.response_format is not None:
             options["response_format"] = args.response_format
-    elif args.response_format is not None or args.extraction_policies is not None:
-        parser.error("--response-format and --extraction-policies are math options (--domain math)")
+        for key in ("decimal_comma", "percent", "numeric_tolerance"):
+            if getattr(args, key) is not None:
+                options[key] = getattr(args, key)
+    elif any(v is not None for v in (args.response_format, args.extraction_policies, args.decimal_comma, args.percent,
+                                      args.numeric_tolerance)):
+        parser.error("--response-format, --extraction-policies, --decimal-comma, --percent and --numeric-tolerance "
+                     "are math options (--domain math)")
     try:
         verifier = get_verifier(args.domain, **options)
     except ValueError as exc:
@@ -165,6 +179,9 @@ def _verify_file(verifier: Any, args: argparse.Namespace) -> int:
         "%d rows -> %s: %d pass, %d fail, %d error",
         written, args.output, counts["pass"], counts["fail"], counts["error"],
     )
+    extracted = Counter(v.extracted_by for v in verdicts if v.extracted_by is not None)
+    if extracted:  # how the judged answers were found: how often a wrapped answer was read by last_math
+        logger.info("answers extracted by: %s", ", ".join(f"{k} {n}" for k, n in extracted.most_common()))
     if counts["error"]:
         logger.warning("%d rows got an error verdict (our side, not the model's): see their reason", counts["error"])
     return 0

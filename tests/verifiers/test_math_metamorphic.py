@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _shared_data() -> Path:
-    env = os.environ.get("REST_EM_SHARED_DATA")
+    env = os.environ.get("REST_EM_DATA_DIR") or os.environ.get("REST_EM_SHARED_DATA")
     return Path(env) if env else ROOT / ".." / "shared" / "data"
 
 
@@ -102,6 +102,8 @@ def test_every_case_is_checked_by_the_evaluator_where_it_can_be():
     # A perturbation never has the value of its reference, a rewrite always has it.
     golds = [("t", g) for g in ("2", r"\frac{3}{8}", r"2\sqrt{3}", "x^2+1", r"1+\pi", "-7", r"\frac{\pi}{3}")]
     for case in mm.generate_cases(golds):
+        if case.category in mm.NOTATION_CATEGORIES:
+            continue  # 12 345, 3,5, 1 1/2 and approximations: their generators check the value (tested below)
         a, b = mm.evaluate(case.gold), mm.evaluate(case.prediction)
         if a is None or b is None:
             continue
@@ -109,11 +111,55 @@ def test_every_case_is_checked_by_the_evaluator_where_it_can_be():
         assert same is (case.kind == mm.REWRITE), case
 
 
+@pytest.mark.parametrize("generator, gold, expected", [
+    (mm.rw_decimal_comma, "3.5", "3,5"),
+    (mm.rw_decimal_comma, "1.234", None),              # 1,234 would read as one thousand two hundred thirty-four
+    (mm.rw_decimal_comma, "0.125", "0,125"),
+    (mm.rw_mixed_number, r"\frac{4}{2}", None),        # an integer in disguise
+    (mm.rw_mixed_number, r"\frac{1}{2}", None),        # a proper fraction
+    (mm.rw_percent, "0.25", r"25\%"),
+    (mm.rw_percent, r"40\%", "0.4"),
+    (mm.rw_percent, "3", None),
+    (mm.rw_numeric_approx, "7", None),                 # not symbolic
+    (mm.rw_numeric_approx, r"\frac{3}{8}", None),      # a terminating fraction is matched exactly
+    (mm.rw_wrapped_answer, r"\$5", None),
+    (mm.pt_plus_minus, "0", None),
+    (mm.pt_plus_minus, "-3", None),
+    (mm.pt_flipped_term, r"1+\pi", r"1 - \pi"),
+    (mm.pt_other_equation, "y = 2x", "y - (2x) + 1 = 0"),
+    (mm.pt_other_equation, "5", None),
+])
+def test_issue25_generators(generator, gold, expected):
+    assert generator(gold) == expected
+
+
+def test_grouping_and_mixed_numbers_keep_the_value():
+    grouped = mm.rw_digit_grouping("1234567")
+    assert grouped is not None and "".join(ch for ch in grouped if ch.isdigit()) == "1234567" and grouped != "1234567"
+    assert mm.rw_mixed_number(r"\frac{7}{2}") in ("3 1/2", r"3\frac{1}{2}")
+    wrong = mm.pt_grouped_wrong_digit("1234567")
+    assert wrong is not None and "".join(ch for ch in wrong if ch.isdigit()) != "1234567"
+
+
+@pytest.mark.parametrize("gold", [r"40\pi", r"\sqrt{3}", r"\frac{1}{3}", r"2\sqrt{2}", r"\frac{\pi}{6}"])
+def test_approximations_hold_at_their_stated_precision_and_near_misses_do_not(gold):
+    value = mm.evaluate(gold)
+    approx = mm.rw_numeric_approx(gold)
+    assert approx is not None and mm.stated_precision_ok(value, approx)
+    digits = len(approx.lstrip("-0.").replace(".", ""))
+    assert digits >= min(mm.APPROXIMATION_DIGITS)
+    if "frac" in gold and "pi" not in gold and "sqrt" not in gold:
+        assert len(approx.split(".")[1]) >= 6  # a fraction: 6 decimals at least
+    for perturb in (mm.pt_approx_third_digit, mm.pt_approx_changed_digit, mm.pt_approx_off_by_one):
+        near = perturb(gold)
+        assert near is None or not mm.stated_precision_ok(value, near), (perturb, near)
+
+
 # ------------------------------------------------------------------------------ the sampled suite
 
 @pytest.mark.slow
 @pytest.mark.skipif(not (DATA / "math" / "test.jsonl").exists(),
-                    reason=f"real benchmark data not found at {DATA} (set REST_EM_SHARED_DATA)")
+                    reason=f"real benchmark data not found at {DATA} (set REST_EM_DATA_DIR)")
 def test_metamorphic_sample_meets_the_targets_against_raw_math_verify():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from bench_math_accuracy import check_targets, grade, summarize

@@ -276,9 +276,10 @@ def test_response_format_per_item_and_extracted_by(verifier, reference, response
 def test_response_format_option_is_the_default_for_items_without_one():
     with MathVerifier.from_options(workers=1, response_format="answer") as v:
         items = [MathItem("a", "7", "7"), MathItem("b", "7", r"so \boxed{7}", response_format="text"),
-                 MathItem("c", "7", "so 7", response_format="answer")]
+                 MathItem("c", "7", "so 7", response_format="answer"), MathItem("d", "7", "7 7", response_format="answer")]
+        # "so 7" is a short text around the answer: its last math expression is read (issue 25)
         assert [(x.outcome.value, x.extracted_by) for x in v.verify_batch(items)] == [
-            ("pass", "whole_response"), ("pass", "last_boxed"), ("fail", "whole_response")]
+            ("pass", "whole_response"), ("pass", "last_boxed"), ("pass", "last_math"), ("fail", "whole_response")]
     with pytest.raises(ValueError, match="unknown response_format 'bare'"):
         MathVerifier.from_options(response_format="bare")
 

@@ -12,7 +12,7 @@
 Each check (extract the answer, undo MATH's conventions, compare with Math-Verify) runs in a worker
 process with a wall-clock limit; see ``verifiers.workers``. Verdict reasons:
 
-pass   ``correct``
+pass   ``correct`` (the message adds "equal as percent" / "equal as approximation" for those rules)
 fail   ``wrong_answer``, ``no_answer`` (no policy found an answer), ``timeout``, ``resource_limit``
 error  ``unparseable_reference``, ``verifier_crashed``, ``verifier_exception``
 """
@@ -36,12 +36,22 @@ from verifiers.math.extract import (
     check_response_format,
     extract_answer,
 )
+from verifiers.math.normalize import (
+    DECIMAL_COMMA_MODES,
+    DEFAULT_NUMERIC_TOLERANCE,
+    PERCENT_MODES,
+    AnswerRules,
+)
 from verifiers.math.reference import REFERENCE_FORMATS
 from verifiers.registry import check_option_names
 from verifiers.verdict import Verdict
 from verifiers.workers import TaskStatus, WorkerPool
 
 __all__ = [
+    "DECIMAL_COMMA_MODES",
+    "DEFAULT_NUMERIC_TOLERANCE",
+    "PERCENT_MODES",
+    "AnswerRules",
     "DEFAULT_POLICIES",
     "FREE_TEXT_POLICIES",
     "POLICIES",
@@ -70,6 +80,12 @@ class MathVerifyConfig:
     memory_mb: int | None = 2048  # address-space cap per worker (a 10^6-digit number must not eat the box)
     # Identical normalised answer strings pass without asking sympy. Off only to test Math-Verify itself.
     string_shortcut: bool = True
+    # Policy choices among the number rules (verifiers.math.normalize.AnswerRules): "auto" | "never" |
+    # "always" (is 3,5 three and a half?), "either" | "number" | "fraction" (does 10\% equal 0.1?), and
+    # the coarsest relative precision at which a decimal equals a symbolic reference (0 = never).
+    decimal_comma: str = "auto"
+    percent: str = "either"
+    numeric_tolerance: float = DEFAULT_NUMERIC_TOLERANCE
 
     def __post_init__(self) -> None:
         if isinstance(self.extraction_policies, str):
@@ -77,11 +93,21 @@ class MathVerifyConfig:
                 f"extraction_policies must be a list of names, got the string {self.extraction_policies!r}"
             )
         object.__setattr__(self, "extraction_policies", check_policies(tuple(self.extraction_policies)))
+        if isinstance(self.numeric_tolerance, str):  # "1e-4" from the command line (YAML reads it as text)
+            try:
+                object.__setattr__(self, "numeric_tolerance", float(self.numeric_tolerance))
+            except ValueError:
+                raise ValueError(f"numeric_tolerance must be a number, got {self.numeric_tolerance!r}") from None
         check_response_format(self.response_format)
         if not self.timeout_s > 0:
             raise ValueError(f"timeout_s must be positive, got {self.timeout_s}")
         if self.workers is not None and self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
+        self.rules  # validates decimal_comma, percent and numeric_tolerance
+
+    @property
+    def rules(self) -> AnswerRules:
+        return AnswerRules(self.decimal_comma, self.percent, self.numeric_tolerance)
 
 
 @dataclass(frozen=True)
@@ -184,6 +210,7 @@ class MathVerifier:
                 self.config.extraction_policies,
                 self.config.string_shortcut,
                 item.response_format or self.config.response_format,
+                self.config.rules,
             )
             for item in items
         ]
@@ -210,7 +237,7 @@ class MathVerifier:
 
     def equivalent_batch(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
         """For each pair of extracted answers: are they the same answer? (timeouts count as no)."""
-        results = self.pool.map([EquivalenceTask(a, b) for a, b in pairs]) if pairs else []
+        results = self.pool.map([EquivalenceTask(a, b, self.config.rules) for a, b in pairs]) if pairs else []
         return [bool(r.value) if r.ok else False for r in results]
 
     def close(self) -> None:

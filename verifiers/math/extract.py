@@ -89,10 +89,16 @@ _SENTENCE_END = re.compile(r"\.(?=\s|$)|\n")
 
 
 def strip_math_delimiters(s: str) -> str:
+    """``$x$`` -> ``x`` when one pair of delimiters encloses the whole string (not ``$1$ and $2$``)."""
     s = s.strip()
     for left, right in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
         if s.startswith(left) and s.endswith(right) and len(s) >= len(left) + len(right):
-            return s[len(left) : len(s) - len(right)].strip()
+            inner = s[len(left) : len(s) - len(right)]
+            if left.startswith("$") and re.search(r"(?<!\\)\$", inner):
+                return s  # "$1$ and $2$": two spans, not one
+            if left in ("\\(", "\\[") and (right in inner or left in inner):
+                return s
+            return inner.strip()
     return s
 
 
@@ -130,28 +136,68 @@ def gsm8k_hash(text: str) -> str | None:
     return answer or None
 
 
-def last_math(text: str) -> str | None:
-    """The last math span of ``text``, as Math-Verify's extraction picks it (its answer anchors first,
-    then the rightmost LaTeX environment or plain expression); the span's text, normalised by
-    Math-Verify, or None when the text holds no math at all."""
-    import math_verify.parser
-    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
+_LAST_MATH_REGEXES: list | None = None
 
-    math_verify.parser.TIMEOUT_WARNING_SHOWN = True  # the caller's worker enforces the deadline
-    # first_match: only the rightmost best-priority span is read; when it does not parse, its string
-    # comes back alone (fallback) and is judged as written, rather than falling back to an earlier span.
-    found = parse(
-        text,
-        extraction_config=[LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()],
-        fallback_mode="first_match",
-        extraction_mode="first_match",
-        parsing_timeout=None,
-    )
-    strings = [f for f in found if isinstance(f, str)]
-    if not strings:
-        return None
-    answer = strings[-1].strip()
-    return answer or None
+
+def _last_math_regexes() -> list:
+    """Math-Verify's extraction regexes (LaTeX spans with ``\\boxed`` first, then plain expressions),
+    as ``[(priority, [(pattern, is_latex), ...]), ...]`` in priority order; built once per process."""
+    global _LAST_MATH_REGEXES
+    if _LAST_MATH_REGEXES is None:
+        from itertools import groupby
+
+        from math_verify import ExprExtractionConfig, LatexExtractionConfig
+        from math_verify.parser import get_extraction_regexes
+
+        flat = [
+            (priority, pattern, isinstance(target, LatexExtractionConfig))
+            for patterns, target in get_extraction_regexes([LatexExtractionConfig(boxed_match_priority=0),
+                                                            ExprExtractionConfig()])
+            for pattern, priority in patterns
+        ]
+        flat.sort(key=lambda row: row[0])
+        _LAST_MATH_REGEXES = [(prio, [(p, latex) for _, p, latex in rows])
+                              for prio, rows in groupby(flat, key=lambda row: row[0])]
+    return _LAST_MATH_REGEXES
+
+
+def _span_text(match: re.Match[str], is_latex: bool) -> str:
+    """The text of a Math-Verify match as written (its LaTeX spans joined by ", ", a percent sign kept)."""
+    groups = match.groupdict()
+    if not is_latex:
+        if groups.get("expr"):
+            return groups["expr"].strip()
+        number = "".join(groups.get(k) or "" for k in ("integer1", "decimal1", "integer2", "decimal2", "decimal3", "integer3"))
+        return number + ("\\%" if groups.get("percent") else "")
+    spans = []
+    for prefix in ["first_"] + [f"next{i}_" for i in range(1, 6)]:
+        content = next((v for k, v in groups.items() if k.startswith(prefix + "latex") and v), None)
+        if content is None:
+            continue
+        if "\\boxed" in content or "\\fbox" in content:
+            content = last_boxed(content) or content
+        spans.append(content.strip() + ("\\%" if groups.get(prefix + "percent") else ""))
+    return ", ".join(spans)
+
+
+def last_math(text: str) -> str | None:
+    """The last math span of ``text`` as Math-Verify's extraction picks it (``math_verify.parse`` with
+    ``LatexExtractionConfig(boxed_match_priority=0)`` and ``ExprExtractionConfig``, first match): a
+    ``\\boxed{}`` first, then a span after "final answer is" / "answer:", then the rightmost LaTeX span
+    (``$...$``, ``\\(...\\)``, ``\\[...\\]``) or plain number or expression. The span comes back as
+    written (several spans joined "a, b" as Math-Verify makes a set of them), for
+    ``verifiers.math.normalize`` to read; None when the text holds no math at all."""
+    for _, patterns in _last_math_regexes():
+        best: tuple[re.Match[str], bool] | None = None
+        for pattern, is_latex in patterns:
+            for m in pattern.finditer(text):
+                # Math-Verify's order: the match ending last, then the one starting first.
+                if best is None or (m.end(), -m.start()) > (best[0].end(), -best[0].start()):
+                    best = (m, is_latex)
+        if best is not None:
+            answer = _span_text(*best).strip()
+            return answer or None
+    return None
 
 
 POLICIES: dict[str, Policy] = {
@@ -193,8 +239,68 @@ def read_whole_answer(text: str) -> str | None:
     answer = strip_math_delimiters(text)
     if answer.startswith(("\\boxed", "\\fbox")):
         boxed = last_boxed(answer)
-        answer = boxed if boxed is not None else answer
+        if boxed is not None and answer.rstrip(" .").endswith("}"):
+            answer = boxed
     return answer.strip() or None
+
+
+# Words that are mathematics, not prose, in an answer: functions, constants and operators spelled
+# without a backslash, and single letters (variables).
+_MATH_WORDS = frozenset(
+    "sin cos tan sec csc cot arcsin arccos arctan sinh cosh tanh log ln lg exp lim max min gcd lcm det mod "
+    "pi infty inf sqrt frac deg rad and or".split()
+)
+_PROSE_WORDS = frozenset(
+    "the is are was so thus hence therefore answer final we get gives total result value equals of to be "
+    "it this that which there then for with in on at by its will would can has have solution so our".split()
+)
+_TEXT_GROUP = re.compile(
+    r"\\(?:text|textbf|textit|textrm|mbox|mathrm|mathbf|mathit|mathbb|mathcal|textnormal|operatorname|begin|end)"
+    r"\s*\{[^{}]*\}"
+)
+_COMMAND = re.compile(r"\\[a-zA-Z]+")
+_WORD = re.compile(r"[A-Za-z]{2,}")
+_INNER_DELIMITER = re.compile(r"(?<!\\)\$|\\\(|\\\[|\\boxed|\\fbox")
+
+
+def is_wrapped(answer: str) -> bool:
+    """Is this (delimiters already stripped) a short text around an answer rather than one answer?
+
+    Yes when it still holds a math delimiter or a ``\\boxed`` ("Answer: $5$", "so \\boxed{5}."),
+    a label before a colon ("Answer: 5"), a word of prose ("The total is 18."), or two words of three
+    letters or more outside ``\\text{}`` ("5 square units" reads the same either way). Function names,
+    ``and`` / ``or``, single letters and two-letter products (``ab + bc``) are mathematics.
+    """
+    if _INNER_DELIMITER.search(answer):
+        return True
+    bare = _COMMAND.sub(" ", _TEXT_GROUP.sub(" ", answer))
+    if re.search(r"[A-Za-z]{2,}\s*:", bare):
+        return True
+    words = [w.lower() for w in _WORD.findall(bare)]
+    words = [w for w in words if w not in _MATH_WORDS]
+    # Two-letter runs are often products of variables (ab + bc): only longer ones count as words.
+    return any(w in _PROSE_WORDS for w in words) or len([w for w in words if len(w) >= 3]) >= 2
+
+
+# extracted_by when an ``answer``-format response was a short text around its answer.
+WRAPPED_POLICIES: tuple[str, ...] = ("last_boxed", "last_math")
+
+
+def read_answer_response(text: str) -> tuple[str, str] | None:
+    """``(answer, extracted_by)`` of a response in ``answer`` format.
+
+    The whole response is the answer (``whole_response``) unless it is a short text around one
+    (``is_wrapped``); then the answer is its last ``\\boxed{}`` or, as Math-Verify takes it, its last
+    math expression (``last_math``), and ``extracted_by`` names which. None for an empty response.
+    """
+    whole = read_whole_answer(text)
+    if whole is None:
+        return None
+    if is_wrapped(whole):
+        found = extract_with_policy(text, WRAPPED_POLICIES)
+        if found is not None:
+            return found
+    return whole, WHOLE_RESPONSE
 
 
 def extract_answer(text: str, policies: Sequence[str] = DEFAULT_POLICIES) -> str | None:

@@ -27,6 +27,7 @@ import math
 import random
 import re
 from dataclasses import dataclass
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -42,7 +43,8 @@ class Case:
     """One metamorphic check: ``prediction`` must pass (``kind == "rewrite"``) or fail against ``gold``.
 
     ``response`` is the text both tools grade: the prediction in ``\\boxed{}`` (or, for
-    ``boxed_in_text``, a sentence around it).
+    ``boxed_in_text``, a sentence around it); for ``wrapped_answer`` a short sentence around it,
+    graded by rest-em with ``response_format`` ``answer``.
     """
 
     category: str
@@ -51,6 +53,7 @@ class Case:
     gold: str
     prediction: str
     response: str
+    response_format: str = "text"
 
     @property
     def expected(self) -> str:
@@ -677,6 +680,224 @@ def pt_other_variable(gold: str) -> str | None:
     return out
 
 
+
+# ------------------------------------------------------------- numbers as people write them (issue 25)
+
+def _plain_integer(gold: str) -> re.Match[str] | None:
+    return re.fullmatch(r"(-?)(\d{4,})", gold)
+
+
+def rw_digit_grouping(gold: str) -> str | None:
+    """Groups of three digits separated by a thin space, ``\\,``, ``\\!``, a space or a no-break space."""
+    m = _plain_integer(gold)
+    if not m or m.group(2).startswith("0"):
+        return None
+    sep = ("\u2009", "\\,", "\\!", " ", "\u00a0", "\u202f")[_pick(gold + "g", 6)]
+    return m.group(1) + f"{int(m.group(2)):,}".replace(",", sep)
+
+
+_DECIMAL_GOLD = re.compile(r"(-?)(\d+)\.(\d+)")
+
+
+def rw_decimal_comma(gold: str) -> str | None:
+    """A decimal written with a decimal comma, where no thousands reading fits: ``3.5`` -> ``3,5``."""
+    m = _DECIMAL_GOLD.fullmatch(gold)
+    if not m:
+        return None
+    sign, whole, frac = m.groups()
+    if len(frac) == 3 and 1 <= len(whole) <= 3 and not whole.startswith("0"):
+        return None  # 1,234 would be one thousand two hundred thirty-four
+    return f"{sign}{whole},{frac}"
+
+
+def rw_mixed_number(gold: str) -> str | None:
+    """An improper fraction as a mixed number: ``\\frac{7}{2}`` -> ``3 1/2`` or ``3\\frac{1}{2}``."""
+    m = _SIMPLE_FRAC.fullmatch(gold)
+    if not m or m.group(2).startswith("-"):
+        return None
+    num, den = int(m.group(2)), int(m.group(3))
+    if den <= 1 or num <= den or num % den == 0:
+        return None
+    whole, rest = divmod(num, den)
+    body = f"{whole} {rest}/{den}" if _pick(gold, 2) else f"{whole}\\frac{{{rest}}}{{{den}}}"
+    return m.group(1) + body
+
+
+def rw_percent(gold: str) -> str | None:
+    """A fraction of one as a percent (``0.25`` -> ``25\\%``), or a percent as a decimal (``40\\%`` -> ``0.4``)."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*\\%", gold)
+    if m:
+        value = Fraction(m.group(1)) / 100
+        return _decimal_text(value)
+    m = re.fullmatch(r"0\.(\d{1,4})", gold)
+    if m and int(m.group(1)):
+        return _decimal_text(Fraction(gold) * 100) + "\\%"
+    return None
+
+
+def _decimal_text(value: Fraction) -> str | None:
+    digits = 0
+    while (value * 10**digits).denominator != 1:
+        digits += 1
+        if digits > 8:
+            return None
+    return f"{float(value):.{digits}f}" if digits else str(value.numerator)
+
+
+def _symbolic_value(gold: str) -> float | None:
+    """The value of a scalar reference without a finite decimal expansion (``\\pi``, a radical, ``1/3``)."""
+    if "." in gold or _has(gold, "^", "\\ln", "\\log"):
+        return None
+    value = _numeric_scalar(gold)
+    if value is None or value == 0 or abs(value) > 1e6 or abs(value) < 1e-3:
+        return None
+    m = _SIMPLE_FRAC.fullmatch(gold)
+    if m:
+        den = Fraction(int(m.group(2)), int(m.group(3))).denominator
+        while den % 2 == 0:
+            den //= 2
+        while den % 5 == 0:
+            den //= 5
+        return value if den != 1 else None
+    return value if _has(gold, "\\pi", "\\sqrt") else None
+
+
+def _approximation(value: float, significant: int, truncate: bool) -> str | None:
+    exponent = math.floor(math.log10(abs(value)))
+    decimals = significant - 1 - exponent
+    if decimals < 1 or decimals > 10:
+        return None
+    quantum = Decimal(1).scaleb(-decimals)
+    exact = Decimal(repr(value))
+    return str(exact.quantize(quantum, rounding=ROUND_DOWN if truncate else ROUND_HALF_UP))
+
+
+def stated_precision_ok(value: float, written: str) -> bool:
+    """Is ``written`` ``value`` rounded or truncated to the decimals it writes (the approximation rule
+    of ``verifiers.math.equivalence.approximates``, here in floats for the generators)?"""
+    m = re.fullmatch(r"-?\d+\.(\d+)", written)
+    if not m:
+        return False
+    quantum = Decimal(1).scaleb(-len(m.group(1)))
+    exact = Decimal(repr(value))
+    return Decimal(written) in {exact.quantize(quantum, rounding=r) for r in (ROUND_HALF_UP, ROUND_HALF_EVEN, ROUND_DOWN)}
+
+
+# Significant digits of the approximations: at least 4, so that one unit of the last digit is at most
+# 1e-3 of the value (the default numeric_tolerance).
+APPROXIMATION_DIGITS = (4, 5, 6)
+
+
+def rw_numeric_approx(gold: str) -> str | None:
+    """A symbolic reference as a decimal, rounded or truncated to 4-6 significant digits (a fraction: 6
+    decimals at least): ``40\\pi`` -> ``125.664``, ``\\frac{1}{6}`` -> ``0.166667``."""
+    value = _symbolic_value(gold)
+    if value is None:
+        return None
+    digits = APPROXIMATION_DIGITS[_pick(gold + "a", len(APPROXIMATION_DIGITS))]
+    if _SIMPLE_FRAC.fullmatch(gold):  # a fraction is approximated to 6 decimals at least (see RATIONAL_MIN_DECIMALS)
+        digits = max(digits, 6 + 1 + math.floor(math.log10(abs(value))))
+    out = _approximation(value, digits, truncate=bool(_pick(gold + "t", 2)))
+    if out is None or Decimal(1).scaleb(-len(out.split(".")[1])) / Decimal(repr(abs(value))) > Decimal("1e-3"):
+        return None
+    return out
+
+
+_WRAPPERS = ("Answer: ${}$", "The answer is ${}$.", "So we get ${}$.", "Final answer: ${}$", "Therefore, the result is ${}$.")
+
+
+def rw_wrapped_answer(gold: str) -> str | None:
+    """The reference inside a short sentence, graded in ``answer`` format: ``Answer: $\\frac{10}{9}$``."""
+    if "$" in gold or "\\boxed" in gold or "\n" in gold:
+        return None
+    return gold
+
+
+def wrap(gold: str, source: str) -> str:
+    """The sentence of ``wrapped_answer``: the answer after a label or inside a short sentence."""
+    if re.fullmatch(r"-?\d+(?:\.\d+)?", gold) and _pick(source + "w", 3) == 0:
+        return f"The total is {gold}."
+    return _WRAPPERS[_pick(source, len(_WRAPPERS))].format(gold)
+
+
+def pt_grouped_wrong_digit(gold: str) -> str | None:
+    """A grouped number with one digit changed: ``12 345`` for ``12346``."""
+    grouped = rw_digit_grouping(gold)
+    if grouped is None:
+        return None
+    digits = [m.start() for m in re.finditer(r"\d", grouped)]
+    pos = digits[_pick(gold + "p", len(digits))]
+    new = str((int(grouped[pos]) + 1 + _pick(gold + "n", 8)) % 10)
+    out = grouped[:pos] + new + grouped[pos + 1 :]
+    return out if out.lstrip("-")[0] != "0" and out != grouped else None
+
+
+def pt_approx_third_digit(gold: str) -> str | None:
+    """An approximation off in its third significant digit: ``1.742`` for ``\\sqrt{3}``."""
+    approx = rw_numeric_approx(gold)
+    if approx is None:
+        return None
+    digits = [i for i, ch in enumerate(approx) if ch.isdigit()]
+    first = next(k for k, i in enumerate(digits) if approx[i] != "0")
+    if first + 2 >= len(digits):
+        return None
+    pos = digits[first + 2]
+    out = approx[:pos] + str((int(approx[pos]) + 1 + _pick(gold + "3", 8)) % 10) + approx[pos + 1 :]
+    value = _symbolic_value(gold)
+    return out if value is not None and not stated_precision_ok(value, out) else None
+
+
+def _approx_perturbed(gold: str, perturb: Generator) -> str | None:
+    approx = rw_numeric_approx(gold)
+    value = _symbolic_value(gold)
+    if approx is None or value is None:
+        return None
+    out = perturb(approx.lstrip("-")) if not approx.startswith("-") else perturb(approx)
+    if out is None or "." not in out or stated_precision_ok(value, out):
+        return None  # a "perturbation" that is still the value at its stated precision is no near miss
+    return out
+
+
+def pt_approx_changed_digit(gold: str) -> str | None:
+    """``changed_digit`` applied to the numeric approximation of a symbolic reference."""
+    return _approx_perturbed(gold, pt_changed_digit)
+
+
+def pt_approx_off_by_one(gold: str) -> str | None:
+    """``off_by_one`` applied to the numeric approximation of a symbolic reference (its integer part)."""
+    return _approx_perturbed(gold, pt_off_by_one)
+
+
+def pt_plus_minus(gold: str) -> str | None:
+    """``\\pm a`` for a nonzero scalar ``a`` (two answers, not one)."""
+    value = _scalar(gold)
+    if value is None or abs(value) < 1e-12 or gold.lstrip().startswith("-"):
+        return None
+    return f"\\pm {gold}" if _pick(gold, 2) else f"\u00b1{gold}"
+
+
+def pt_flipped_term(gold: str) -> str | None:
+    """The sign of the last term of a sum flipped: ``1 + \\frac{1}{e}`` -> ``1 - \\frac{1}{e}``."""
+    value = _scalar(gold)
+    terms = _top_level_terms(gold) if value is not None else None
+    if not terms or len(terms) < 2:
+        return None
+    sign, term = terms[-1]
+    out = _join_terms(list(terms[:-1]) + [("-" if sign == "+" else "+", term)])
+    return out if _differs(gold, out) else None
+
+
+def pt_other_equation(gold: str) -> str | None:
+    """Another equation written ``... = 0``: ``y = 2x + 3`` -> ``y - (2x + 3) + 1 = 0`` (both sides of
+    a different equation; Math-Verify has read two such equations as the number 0)."""
+    if gold.count("=") != 1 or _has(gold, "<", ">", "\\le", "\\ge", "\\text", ",", "\\in", "\\pm"):
+        return None
+    lhs, rhs = (side.strip() for side in gold.split("="))
+    if not lhs or not rhs or not _letters(gold) - {"e", "i"}:
+        return None
+    return f"{lhs} - ({rhs}) + 1 = 0"
+
+
 def _differs(gold: str, out: str) -> bool:
     """Are these two answers different (by the evaluator, element by element), for sure?"""
     a, b = _scalar(gold), _scalar(out)
@@ -714,6 +935,12 @@ REWRITES: dict[str, Generator] = {
     "reorder_sum": rw_reorder_sum,
     "radicals": rw_radicals,
     "boxed_in_text": rw_boxed_in_text,
+    "digit_grouping": rw_digit_grouping,
+    "decimal_comma": rw_decimal_comma,
+    "mixed_number": rw_mixed_number,
+    "percent": rw_percent,
+    "numeric_approx": rw_numeric_approx,
+    "wrapped_answer": rw_wrapped_answer,
 }
 
 PERTURBATIONS: dict[str, Generator] = {
@@ -725,11 +952,27 @@ PERTURBATIONS: dict[str, Generator] = {
     "dropped_element": pt_dropped_element,
     "pi_dropped": pt_pi_dropped,
     "other_variable": pt_other_variable,
+    "grouped_wrong_digit": pt_grouped_wrong_digit,
+    "approx_third_digit": pt_approx_third_digit,
+    "approx_changed_digit": pt_approx_changed_digit,
+    "approx_off_by_one": pt_approx_off_by_one,
+    "plus_minus": pt_plus_minus,
+    "flipped_term": pt_flipped_term,
+    "other_equation": pt_other_equation,
 }
+
+# Categories whose prediction the small evaluator reads differently from its meaning (``12 345``,
+# ``3,5``, ``1 1/2``, ``25\%``) or that are approximations: their generators check the value themselves.
+NOTATION_CATEGORIES = frozenset({"digit_grouping", "decimal_comma", "mixed_number", "percent", "numeric_approx",
+                                 "grouped_wrong_digit", "approx_third_digit", "approx_changed_digit",
+                                 "approx_off_by_one", "plus_minus", "other_equation"})
 
 
 def response_for(category: str, prediction: str, source: str) -> str:
-    """The text both tools grade: the prediction boxed, alone or (``boxed_in_text``) in a sentence."""
+    """The text both tools grade: the prediction boxed, alone or (``boxed_in_text``) in a sentence;
+    for ``wrapped_answer`` a short sentence around it, unboxed."""
+    if category == "wrapped_answer":
+        return wrap(prediction, source)
     if category == "boxed_in_text":
         lead = ("We simplify and check each case. ", "Putting it together, ", "")[_pick(source, 3)]
         return f"{lead}So the final answer is $\\boxed{{{prediction}}}$, as required."
@@ -746,7 +989,8 @@ def generate_cases(golds: Iterable[tuple[str, str]]) -> list[Case]:
                 prediction = generate(gold)
                 if prediction is None or (kind == PERTURBATION and prediction.strip() == gold):
                     continue
-                cases.append(Case(category, kind, source, gold, prediction, response_for(category, prediction, source)))
+                cases.append(Case(category, kind, source, gold, prediction, response_for(category, prediction, source),
+                                  "answer" if category == "wrapped_answer" else "text"))
     return cases
 
 
@@ -777,3 +1021,27 @@ def raw_math_verify(task: tuple[str, str]) -> bool:
     gold_parsed = parse(f"\\boxed{{{gold}}}", parsing_timeout=None)
     pred_parsed = parse(response, parsing_timeout=None)
     return bool(gold_parsed) and bool(pred_parsed) and bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))
+
+
+def _raw_text(text: str) -> str:
+    """A text as raw Math-Verify gets it in ``bench_math_accuracy.py --pairs``: a bare answer inside
+    ``$...$`` (its LaTeX extraction needs a delimiter), anything with a delimiter or with prose as is."""
+    from verifiers.math.extract import is_wrapped
+
+    has_delimiter = any(d in text for d in ("$", "\\(", "\\[", "\\boxed"))
+    return text if has_delimiter or is_wrapped(text) else f"${text}$"
+
+
+def raw_math_verify_answers(task: tuple[str, str]) -> bool:
+    """Raw Math-Verify on one labelled pair: ``verify(parse(reference), parse(response))``, each text
+    read as ``_raw_text`` says. Runs in a worker."""
+    import math_verify.grader
+    import math_verify.parser
+    from math_verify import parse, verify
+
+    math_verify.parser.TIMEOUT_WARNING_SHOWN = True
+    math_verify.grader.TIMEOUT_WARNING_SHOWN = True
+    reference, response = task
+    gold = parse(_raw_text(reference), parsing_timeout=None)
+    pred = parse(_raw_text(response), parsing_timeout=None)
+    return bool(gold) and bool(pred) and bool(verify(gold, pred, timeout_seconds=None))
