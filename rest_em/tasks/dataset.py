@@ -290,7 +290,9 @@ def math_reference(answer: Any, solution: Any) -> tuple[str, str]:
         if "\\boxed" in text or "\\fbox" in text:
             return last_boxed_reference(text), "answer"
         return text, "answer"
-    if solution is _MISSING or solution is None:
+    if solution is _MISSING:
+        raise BadRow("no answer")
+    if solution is None:
         raise BadRow("no reference (answer or solution)")
     return last_boxed_reference(_text(solution, "solution")), "answer"
 
@@ -346,7 +348,7 @@ def code_tests(value: Any, fmt: str, entry_point: str | None) -> dict[str, Any]:
     try:  # the code verifier's own checks, so a row that loads is a row it takes
         _code_checker().parse_item({"id": "check", "response": "", "tests": spec})
     except InputError as exc:
-        raise BadRow(f"tests do not parse: {exc}") from None
+        raise BadRow(f"tests do not parse: {str(exc).removeprefix(': ')}") from None
     return spec
 
 
