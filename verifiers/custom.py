@@ -31,7 +31,9 @@ anything else               error (``custom_bad_return``)
 The function runs in the killable worker processes of ``verifiers.workers`` (as the math checks do):
 past ``timeout_s`` its worker is killed and the verdict is fail ``timeout``, as for a math check; a
 worker that dies on an item is an error (``verifier_crashed``). The function is imported once per
-worker, and once in the parent when the verifier is built, so a bad spec fails before any sampling.
+worker, and once in the parent when the verifier is built, so a bad spec fails before any sampling. A
+function with a ``warm_up`` attribute (a callable) has it called once per worker before the worker takes
+work: slow imports go there, not against the first item's deadline.
 """
 
 from __future__ import annotations
@@ -195,8 +197,12 @@ def _loaded(spec: str) -> tuple[Callable[..., Any], str]:
 
 
 def warm_up(spec: str) -> None:
-    """Import the user's function once per worker, before it takes work."""
-    _loaded(spec)
+    """Import the user's function once per worker, before it takes work, and call its ``warm_up`` attribute
+    when it has one (slow imports belong there, not against the first item's deadline)."""
+    fn, _ = _loaded(spec)
+    hook = getattr(fn, "warm_up", None)
+    if callable(hook):
+        hook()
 
 
 @dataclass(frozen=True)

@@ -175,3 +175,11 @@ def score(response: str, reference: Any, problem: dict[str, Any]) -> dict[str, A
     answer = strip_math_delimiters(answer.strip()).strip()
     ds = _scorer_dataset(columns["rg_dataset"], columns.get("rg_config") or {})
     return {"score": float(ds.score_answer(answer, columns["entry"])), "answer": answer}
+
+
+def _warm_up() -> None:
+    """Import reasoning-gym once per verifier worker (seconds), before the first item's deadline starts."""
+    _import()
+
+
+score.warm_up = _warm_up  # type: ignore[attr-defined]  # verifiers.custom calls it in each worker
