@@ -261,3 +261,21 @@ def test_missing_column_lists_the_columns(tmp_path):
         task_of(f"task.train_path={tmp_path}/a.jsonl", "task.test_fraction=0.2", "task.fields={answer: final}")
     with pytest.raises(ConfigError, match="did you mean 'answer'"):
         task_of(f"task.train_path={tmp_path}/a.jsonl", "task.test_fraction=0.2", "task.fields={problem: question, anwser: final}")
+
+
+def test_skipped_rows_reach_data_json_and_the_report(tmp_path, tiny_model_dir):
+    from rest_em.config import dump_config
+    from rest_em.problem_sets import build_problem_sets
+    from rest_em.report import collect, render_markdown
+
+    path = _bad_file(tmp_path, 3)
+    cfg = load_config(None, ["task.name=dataset", f"task.train_path={path}", "task.test_fraction=0.2", MATH_FIELDS,
+                             f"model.path={tiny_model_dir}", f"run.output_dir={tmp_path}/runs", "run.name=r"])
+    sets = build_problem_sets(cfg, tiny_model_dir)
+    sets.close()
+    info = json.loads((cfg.run_dir() / "data.json").read_text())
+    assert info["skipped"] == 3 and info["rows"] == 100
+    (cfg.run_dir() / "config.yaml").write_text(dump_config(cfg))
+    text = render_markdown(collect(cfg.run_dir()))
+    assert "## Data" in text and "3 skipped as bad (no answer: 2, problem is empty: 1)" in text
+    assert all(qid in text for qid in info["skipped_ids"])
