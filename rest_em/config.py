@@ -84,6 +84,9 @@ class ReasoningGymSection:
     levels: list[dict[str, Any]] = opt(help="one config dict of that dataset per difficulty level (level 1 first), "
                                        "e.g. `[{min_terms: 2, max_terms: 2}, {min_terms: 3, max_terms: 3}]`; "
                                        "`[]` = the dataset's default config as level 1", factory=list)
+    extraction_policies: list[str] | None = opt(None, "the math extraction policies that pull the answer out of a "
+                                                "response for `score_answer` (verifiers.math.extract.POLICIES); "
+                                                "`null` = the verifier's default list")
 
 
 @dataclass

@@ -16,8 +16,8 @@ with seeds derived from ``task.seed``, the split and the level, so the test spli
 
 The verifier is the dataset's own ``score_answer``, called through the custom-verifier hook
 (``verifiers.custom``, in killable worker processes) by ``score`` below, on the answer the math
-extraction policies (``verifiers.math.extract.DEFAULT_POLICIES``: the last ``\\boxed{}``, "the answer
-is ...", "#### ...") pull out of the response. A score of ``verifier.custom_threshold`` (1.0) passes.
+extraction policies (``task.rg.extraction_policies``; default ``verifiers.math.extract.DEFAULT_POLICIES``:
+the last ``\\boxed{}``, "the answer is ...", "#### ...") pull out of the response. A score of ``verifier.custom_threshold`` (1.0) passes.
 """
 
 from __future__ import annotations
@@ -102,6 +102,14 @@ def build(s: TaskSection) -> Task:
     if s.num_train is None or s.num_test is None:
         raise ConfigError("task reasoning_gym is generated: set task.num_train and task.num_test to numbers")
     levels = list(rg.levels) or [{}]
+    policies = None
+    if rg.extraction_policies is not None:
+        from verifiers.math.extract import check_policies
+
+        try:
+            policies = list(check_policies(tuple(rg.extraction_policies)))
+        except ValueError as exc:
+            raise ConfigError(f"task.rg.extraction_policies: {exc}") from None
     for i, cfg in enumerate(levels):
         if not isinstance(cfg, dict):
             raise ConfigError(f"task.rg.levels[{i}] must be a mapping of {rg.dataset}'s config keys, got {cfg!r}")
@@ -118,7 +126,7 @@ def build(s: TaskSection) -> Task:
         splits[split] = []
         for level, count in zip(chosen, _counts(total, weights)):
             if count:
-                splits[split] += _draw(rg.dataset, levels[level - 1], level, split, count, s.seed, seen)
+                splits[split] += _draw(rg.dataset, levels[level - 1], level, split, count, s.seed, seen, policies)
     task = Task("reasoning_gym", "math", splits["train"], splits["test"], MATH_INSTRUCTION, splits["fewshot"],
                 custom_verifier=SCORER)
     logger.info("task reasoning_gym %s: %d train, %d test problems at levels %s", rg.dataset, len(task.train),
@@ -126,7 +134,8 @@ def build(s: TaskSection) -> Task:
     return task
 
 
-def _draw(name: str, config: dict[str, Any], level: int, split: str, count: int, seed: int, seen: set[str]) -> list[Problem]:
+def _draw(name: str, config: dict[str, Any], level: int, split: str, count: int, seed: int, seen: set[str],
+          policies: list[str] | None = None) -> list[Problem]:
     # A few times the count: questions already drawn for another split are skipped.
     size = 4 * count + 16
     ds = make_dataset(name, config, _seed(seed, split, level), size)
@@ -139,6 +148,8 @@ def _draw(name: str, config: dict[str, Any], level: int, split: str, count: int,
         seen.add(question)
         answer = str(entry["answer"])
         columns = {"data_source": name, "rg_dataset": name, "rg_config": config, "entry": entry}
+        if policies is not None:
+            columns["extraction_policies"] = policies
         out.append(Problem(f"rg/{name}/{split}/L{level}/{index:05d}", question,
                            {"reference": answer, "reference_format": "answer"}, level,
                            f"The final answer is \\boxed{{{answer}}}.", columns=columns))
@@ -169,7 +180,7 @@ def score(response: str, reference: Any, problem: dict[str, Any]) -> dict[str, A
     columns = problem.get("columns") or {}
     if "entry" not in columns or "rg_dataset" not in columns:
         return None
-    answer = extract_answer(response, DEFAULT_POLICIES)
+    answer = extract_answer(response, tuple(columns.get("extraction_policies") or DEFAULT_POLICIES))
     if answer is None or not answer.strip():
         return {"score": 0.0, "reason": "no_answer"}
     answer = strip_math_delimiters(answer.strip()).strip()
@@ -178,8 +189,10 @@ def score(response: str, reference: Any, problem: dict[str, Any]) -> dict[str, A
 
 
 def _warm_up() -> None:
-    """Import reasoning-gym once per verifier worker (seconds), before the first item's deadline starts."""
+    """Import reasoning-gym (and Math-Verify, for the last_math policy) once per verifier worker, before the
+    first item's deadline starts."""
     _import()
+    import math_verify  # noqa: F401
 
 
 score.warm_up = _warm_up  # type: ignore[attr-defined]  # verifiers.custom calls it in each worker

@@ -73,3 +73,15 @@ def test_config_errors_name_the_problem():
     with pytest.raises(ConfigError, match="levels are 1..2"):
         rg_task("task.levels=[3]")
     assert {p.level for p in rg_task("task.levels=[2]").test} == {2}
+
+
+def test_extraction_policies_choose_how_the_answer_is_read():
+    p = rg_task().test[0]
+    ref = p.payload["reference"]
+    row = p.custom_row(f"so the sum is {ref}")
+    assert score(row["response"], row["reference"], row["problem"])["reason"] == "no_answer"
+    q = rg_task("task.rg.extraction_policies=[last_boxed, last_math]").test[0]
+    row = q.custom_row(f"so the sum is {ref}")
+    assert score(row["response"], row["reference"], row["problem"]) == {"score": 1.0, "answer": ref}
+    with pytest.raises(ConfigError, match="task.rg.extraction_policies: unknown extraction policy 'boxed'"):
+        rg_task("task.rg.extraction_policies=[boxed]")
