@@ -52,3 +52,16 @@ def test_remote_verifier_speaks_custom(spec, monkeypatch):
     item = v.parse_item({"id": "a", "response": "x", "reference": 3, "problem": {"id": "a"}}, where="row 1")
     assert item["domain"] == "custom" and item["reference"] == 3
     v.close()
+
+
+def test_serve_verifier_refuses_a_custom_function_it_cannot_load():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    for args, says in ((["--custom", "nope_mod_xyz:f"], "cannot import module 'nope_mod_xyz'"),
+                       (["--domains", "math,custom"], "domain custom needs --custom")):
+        proc = subprocess.run([sys.executable, "-m", "rest_em.cli", "serve-verifier", "--port", "8799", *args], cwd=root,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and says in proc.stderr
