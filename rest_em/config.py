@@ -104,7 +104,7 @@ class TaskSection:
                                  "nested columns (`reward_model.ground_truth`)", factory=dict)
     tests_format: Literal["stdio", "asserts", "call"] | None = opt(
         None, "task `dataset`, code: the `tests` column holds `stdio` ({inputs, outputs}), `asserts` (assert lines) or "
-        "`call` (call-style cases); a JSON string is decoded")
+        "`call` (call-style cases); a JSON string is decoded; `null` = guessed per row from the value's shape")
     prompt_template: str | None = opt(None, "task `dataset`: a format string over the row's columns, e.g. "
                                       "`\"{question}\\nPut the final answer in \\\\boxed{{}}.\"`; `null` = the problem text plus "
                                       "the domain's instruction")

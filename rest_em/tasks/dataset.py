@@ -47,6 +47,18 @@ logger = logging.getLogger(__name__)
 
 OUR_FIELDS = ("problem", "id", "answer", "solution", "tests", "level", "starter_code", "entry_point")
 TESTS_FORMATS = ("stdio", "asserts", "call")
+# Our name -> the column names used when task.fields does not map it (the first one the data has):
+# ours, then the common names of MATH, GSM8K, MBPP, APPS, HumanEval, veRL and TRL datasets.
+COMMON_COLUMNS: dict[str, tuple[str, ...]] = {
+    "problem": ("problem", "question", "prompt", "query", "instruction"),
+    "id": ("id", "unique_id", "problem_id", "task_id"),
+    "answer": ("answer", "final_answer", "ground_truth", "reward_model.ground_truth"),
+    "solution": ("solution",),
+    "tests": ("tests", "test_list", "input_output", "test_cases"),
+    "level": ("level", "difficulty"),
+    "starter_code": ("starter_code",),
+    "entry_point": ("entry_point", "fn_name"),
+}
 FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
 _SHOW_IDS = 20  # ids named in the skipped-rows warning before "and N more"
 
@@ -214,8 +226,14 @@ def column_map(s: TaskSection, tables: Sequence[Table], domain: str) -> dict[str
     for ours in OUR_FIELDS:
         if ours in s.fields:
             mapping[ours] = s.fields[ours]
-        elif all(any(lookup(r, ours) is not _MISSING for _, r in t.rows) for t in tables if t.rows):
-            mapping[ours] = ours  # the data has a column of our name
+            continue
+        for candidate in COMMON_COLUMNS[ours]:  # unmapped: the first common column name the data has
+            if all(any(lookup(r, candidate) is not _MISSING for _, r in t.rows) for t in tables if t.rows):
+                mapping[ours] = candidate
+                break
+    if any(mapping.get(k) != s.fields.get(k) for k in mapping):
+        logger.info("task dataset: columns %s (unmapped names took the common column names; set task.fields to choose)",
+                    ", ".join(f"{k}={v}" for k, v in mapping.items()))
     needed = ["problem"] + (["tests"] if domain == "code" else [])
     for ours in needed:
         if ours not in mapping:
@@ -238,8 +256,12 @@ class BadRow(ValueError):
     """A row that is skipped: no problem, no reference, tests that do not parse."""
 
 
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and value != value
+
+
 def _text(value: Any, what: str) -> str:
-    if value is _MISSING or value is None:
+    if value is _MISSING or value is None or _is_nan(value):
         raise BadRow(f"no {what}")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = str(value)
@@ -279,7 +301,7 @@ def last_boxed_reference(solution: str) -> str:
 
 def math_reference(answer: Any, solution: Any) -> tuple[str, str]:
     """(reference, reference_format) from the answer column, else the solution's last ``\\boxed{}``."""
-    if answer is not _MISSING and answer is not None:
+    if answer is not _MISSING and answer is not None and not _is_nan(answer):
         if isinstance(answer, (list, tuple)) and len(answer) == 1:
             answer = answer[0]
         text = _text(answer, "answer")
@@ -304,6 +326,23 @@ def _decode(value: Any, what: str) -> Any:
         except json.JSONDecodeError as exc:
             raise BadRow(f"{what} is a string that is not JSON ({exc.msg} at char {exc.pos})") from None
     return value
+
+
+def guess_tests_format(value: Any) -> str:
+    """``task.tests_format: null``: ``asserts`` for assert lines, ``call`` for cases with an ``fn_name``, else ``stdio``."""
+    if isinstance(value, str):
+        stripped = value.strip()
+        if stripped.startswith("assert"):
+            return "asserts"
+        try:
+            value = json.loads(stripped)
+        except json.JSONDecodeError:
+            return "asserts"
+    if isinstance(value, (list, tuple)) or (isinstance(value, dict) and ("test_list" in value or "asserts" in value)):
+        return "asserts"
+    if isinstance(value, dict) and value.get("fn_name"):
+        return "call"
+    return "stdio"
 
 
 def _io_text(value: Any) -> str:
@@ -366,7 +405,7 @@ def _code_checker() -> Any:
 
 
 def _level(value: Any) -> Any:
-    if value is _MISSING or value is None:
+    if value is _MISSING or value is None or _is_nan(value):
         return None
     if isinstance(value, bool):
         return str(value)
@@ -413,7 +452,6 @@ def _template_fields(template: str) -> list[str]:
 def prepare(table: Table, split: str, s: TaskSection, domain: str, mapping: dict[str, str], extraction: str) -> Prepared:
     """Problems of one table; bad rows are collected with their reason, never raised."""
     out = Prepared([], [], len(table.rows))
-    fmt = s.tests_format or "stdio"
     for index, (where, row) in enumerate(table.rows):
         pid = _row_id(mapping, row, split, index)
         try:
@@ -437,7 +475,8 @@ def prepare(table: Table, split: str, s: TaskSection, domain: str, mapping: dict
             else:
                 entry = lookup(row, mapping["entry_point"]) if "entry_point" in mapping else None
                 entry = entry if isinstance(entry, str) and entry.strip() else None
-                tests = code_tests(lookup(row, mapping["tests"]), fmt, entry)
+                raw_tests = lookup(row, mapping["tests"])
+                tests = code_tests(raw_tests, s.tests_format or guess_tests_format(raw_tests), entry)
                 starter = lookup(row, mapping["starter_code"]) if "starter_code" in mapping else None
                 if solution_text is not None:
                     solution_text = solution_text.replace("\r\n", "\n")
@@ -516,6 +555,8 @@ def chat_user(problem: Problem, instruction: str, templated: bool) -> str:
             name = tests.get("fn_name") or problem.entry_point
             if name:
                 parts.append(f"The function is named `{name}`.")
+    if isinstance(problem, CodeProblem):  # the instruction fits the problem's tests
+        instruction = CODE_INSTRUCTIONS[{"assert": "asserts", "call": "call"}.get(problem.tests.get("style"), "stdio")]
     if instruction:
         parts.append(instruction)
     return "\n\n".join(parts)

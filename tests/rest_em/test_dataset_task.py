@@ -257,8 +257,10 @@ def test_missing_column_lists_the_columns(tmp_path):
     with pytest.raises(DataError, match="task.fields.answer = 'answer_text': no such column. The data's columns: qid, question, "
                                         "final, difficulty, worked"):
         task_of(f"task.train_path={tmp_path}/a.jsonl", "task.test_fraction=0.2", "task.fields={problem: question, answer: answer_text}")
-    with pytest.raises(DataError, match="no 'problem' column; map it with task.fields.problem"):
-        task_of(f"task.train_path={tmp_path}/a.jsonl", "task.test_fraction=0.2", "task.fields={answer: final}")
+    _jsonl(tmp_path / "b.jsonl", [{"statement": r["question"], "final": r["final"]} for r in _math500(5)])
+    with pytest.raises(DataError, match="no 'problem' column; map it with task.fields.problem=<column>. The data's columns: "
+                                        "statement, final"):
+        task_of(f"task.train_path={tmp_path}/b.jsonl", "task.test_fraction=0.2", "task.fields={answer: final}")
     with pytest.raises(ConfigError, match="did you mean 'answer'"):
         task_of(f"task.train_path={tmp_path}/a.jsonl", "task.test_fraction=0.2", "task.fields={problem: question, anwser: final}")
 
@@ -279,3 +281,18 @@ def test_skipped_rows_reach_data_json_and_the_report(tmp_path, tiny_model_dir):
     text = render_markdown(collect(cfg.run_dir()))
     assert "## Data" in text and "3 skipped as bad (no answer: 2, problem is empty: 1)" in text
     assert all(qid in text for qid in info["skipped_ids"])
+
+
+def test_unmapped_names_take_common_column_names(tmp_path):
+    # GSM8K as published (question, answer ending in "#### N") and MBPP as published (test_list), with no task.fields.
+    gsm = [json.loads(line) for line in (DATA / "gsm8k" / "test.jsonl").read_text().splitlines()[:10]]
+    _jsonl(tmp_path / "gsm.jsonl", gsm)
+    t = task_of(f"task.train_path={tmp_path}/gsm.jsonl", "task.test_fraction=0.5", "task.num_fewshot=0")
+    p = next(p for p in t.train + t.test if p.problem_id == "train/0")
+    assert p.question == gsm[0]["question"] and p.payload == {"reference": gsm[0]["answer"], "reference_format": "gsm8k"}
+    mbpp = [{"task_id": r["task_id"], "prompt": r["text"], "test_list": r["test_list"]} for r in _mbpp_rows(8)]
+    _jsonl(tmp_path / "mbpp.jsonl", mbpp)
+    t = task_of("task.domain=code", f"task.train_path={tmp_path}/mbpp.jsonl", "task.test_fraction=0.5", "task.num_fewshot=0")
+    p = next(p for p in t.train + t.test if p.problem_id == str(mbpp[0]["task_id"]))
+    assert p.tests["style"] == "assert"  # tests_format guessed from the value
+    assert "Write the Python function" in t.prompt.chat_user(p)
