@@ -84,9 +84,40 @@ class TransferSection:
 
 
 @dataclass
+class ReasoningGymSection:
+    """`task.name: reasoning_gym`: problems drawn from one reasoning-gym dataset (docs/tasks.md)."""
+
+    dataset: str | None = opt(None, "the reasoning-gym dataset name (`chain_sum`, `basic_arithmetic`, ...)")
+    levels: list[dict[str, Any]] = opt(help="one config dict of that dataset per difficulty level (level 1 first), "
+                                       "e.g. `[{min_terms: 2, max_terms: 2}, {min_terms: 3, max_terms: 3}]`; "
+                                       "`[]` = the dataset's default config as level 1", factory=list)
+    extraction_policies: list[str] | None = opt(None, "the math extraction policies that pull the answer out of a "
+                                                "response for `score_answer` (verifiers.math.extract.POLICIES); "
+                                                "`null` = the verifier's default list")
+
+
+@dataclass
 class TaskSection:
     name: str = opt("arithmetic", "`arithmetic`, `math`, `gsm8k` (math); `code_embedded`, `apps`, `humaneval`, "
-                    "`mbpp` (code)")
+                    "`mbpp` (code); `dataset` (your own file or hub dataset), `reasoning_gym` (docs/tasks.md)")
+    domain: Literal["math", "code"] | None = opt(None, "task `dataset`: `math` (a reference answer) or `code` (tests)")
+    train_split: str = opt("train", "task `dataset` with `hub_name`: the split trained on")
+    test_split: str | None = opt("test", "task `dataset` with `hub_name`: the split evaluated (`null` = carve it out "
+                                 "of the train split with `test_fraction`)")
+    test_fraction: float | None = opt(None, "task `dataset` with one split only: share of its rows held out as the "
+                                      "test split (seeded by `seed`)")
+    fields: dict[str, str] = opt(help="task `dataset`: our name -> the data's column (`problem`, `id`, `answer`, "
+                                 "`solution`, `tests`, `level`, `starter_code`, `entry_point`); dotted names reach "
+                                 "nested columns (`reward_model.ground_truth`)", factory=dict)
+    tests_format: Literal["stdio", "asserts", "call"] | None = opt(
+        None, "task `dataset`, code: the `tests` column holds `stdio` ({inputs, outputs}), `asserts` (assert lines) or "
+        "`call` (call-style cases); a JSON string is decoded; `null` = guessed per row from the value's shape")
+    prompt_template: str | None = opt(None, "task `dataset`: a format string over the row's columns, e.g. "
+                                      "`\"{question}\\nPut the final answer in \\\\boxed{{}}.\"`; `null` = the problem text plus "
+                                      "the domain's instruction")
+    max_bad_fraction: float = opt(0.05, "task `dataset`: share of rows that may be skipped as bad (no problem, no "
+                                  "reference, tests that do not parse) before the run stops, before any sampling")
+    rg: ReasoningGymSection = opt(help="task `reasoning_gym` (`task.rg.*`)", factory=ReasoningGymSection)
     train_path: str | None = opt(None, "local train file (JSONL/parquet, upstream field layout; APPS also a folder of "
                                  "problem folders); `null` = `$REST_EM_DATA_DIR` (default `../shared/data`)")
     test_path: str | None = opt(None, "local test file, as `train_path`")
@@ -185,6 +216,11 @@ class VerifierSection:
                            "process or container is killed past it")
     workers: int | None = opt(None, "in-process: verifier worker processes or sandbox containers (`null` = one per "
                               "core)")
+    custom: str | None = opt(None, "your own scoring function, `package.module:function` or `path/to/file.py:function`: "
+                             "`fn(response, reference, problem)` or veRL's `compute_score(data_source, solution_str, "
+                             "ground_truth, extra_info)`, returning bool, a score, a dict (`score`, `reason`, `answer`) "
+                             "or None (= error); it replaces the task's verifier (docs/tasks.md)")
+    custom_threshold: float = opt(1.0, "`verifier.custom`: a score at or above this passes")
     max_error_rate: float = opt(0.05, "a verdicts stage whose share of `error` verdicts (our side broke) exceeds this "
                                 "stops the run, unmarked, so a rerun re-verifies only the error rows")
     math: MathVerifierSection = opt(help="math verifier options (`verifier.math.*`)", factory=MathVerifierSection)
@@ -202,6 +238,8 @@ class VerifierSection:
             out["numeric_tolerance"] = self.math.numeric_tolerance
         elif domain == "code":
             out["compare"] = self.code.compare
+        elif domain == "custom":
+            out.update(spec=self.custom, threshold=self.custom_threshold)
         return out
 
 

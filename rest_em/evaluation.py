@@ -53,10 +53,12 @@ def answer_reader(section: MathVerifierSection) -> Callable[[str], str | None]:
 
 
 def add_answers(section: MathVerifierSection, samples: Sequence[Mapping[str, Any]], verdicts: Sequence[dict[str, Any]]) -> None:
-    """Math verdict rows carry the extracted final answer (maj@k votes on it)."""
+    """Math verdict rows carry the extracted final answer (maj@k votes on it); an answer a custom verifier
+    reported is kept."""
     read = answer_reader(section)
     for row, v in zip(samples, verdicts, strict=True):
-        v["answer"] = read(row["text"])
+        if v.get("answer") is None:
+            v["answer"] = read(row["text"])
 
 
 def evaluate(rd: RunDir, iteration: int, policy: Policy, test: ProblemSet, section: EvalSection,

@@ -11,6 +11,7 @@ started verifier (one per domain, shared by the bundles of that domain).
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,12 +55,19 @@ def build_problem_sets(cfg: Config, base: Path) -> ProblemSets:
 
     def bundle(name: str, task: Task, problems: list[Problem]) -> ProblemSet:
         fmt = make_prompt_format(str(base), cfg.model.prompt_style, task)
-        if task.domain not in verifiers:
-            verifiers[task.domain] = LazyVerifier(cfg.verifier, task.domain)
+        custom = cfg.verifier.custom or task.custom_verifier  # a scoring function replaces the domain's verifier
+        key = f"{task.domain}:{custom or ''}"
+        if key not in verifiers:
+            verifiers[key] = LazyVerifier(cfg.verifier, task.domain, custom)
         return ProblemSet(name, problems, {p.problem_id: fmt.render(p) for p in problems}, fmt.stop, task.domain,
-                          verifiers[task.domain], task)
+                          verifiers[key], task)
 
     task = load_task(cfg.task)
+    if task.data_info is not None:  # rows read and skipped while loading: the report's "Data" section
+        from verifiers.io import write_text_atomic
+
+        cfg.run_dir().mkdir(parents=True, exist_ok=True)
+        write_text_atomic(cfg.run_dir() / "data.json", json.dumps(task.data_info, indent=1))
     sets = ProblemSets(bundle("train", task, task.train), [bundle("eval", task, task.test)])
     transfer = load_transfer(cfg.task)
     if transfer is not None:

@@ -48,6 +48,8 @@ class PromptFormat:
         if self.style == "chat":
             if self.chat_template is None:
                 raise ValueError("a chat prompt format needs the tokenizer's chat template")
+            if self.prompt is not None and self.prompt.chat_messages is not None:
+                return self.chat_template(self.prompt.chat_messages(problem))
             content = self.prompt.chat_user(problem) if self.prompt is not None else user_message(problem, self.instruction)
             return self.chat_template([{"role": "user", "content": content}])
         if self.prompt is not None:

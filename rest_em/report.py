@@ -84,7 +84,8 @@ def collect(run_dir: Path, cfg: dict[str, Any] | None = None) -> dict[str, Any]:
             "algorithm": cfg.get("algorithm", "rest_em"),
             "transfer_task": cfg.get("task", {}).get("transfer", {}).get("name"),
             "model": cfg.get("model", {}).get("path"), "k_list": ev.get("k_list", []) if ev.get("n") else [],
-            "maj_k": ev.get("maj_k") if ev.get("n") else None, "iterations": entries}
+            "maj_k": ev.get("maj_k") if ev.get("n") else None, "iterations": entries,
+            "data": _load_json(run_dir / "data.json")}  # task dataset: rows read and skipped (rest_em/tasks/dataset.py)
 
 
 def _policy_name(run_dir: Path, path: str | None) -> str:
@@ -145,11 +146,26 @@ def render_markdown(data: dict[str, Any], algorithm_lines: list[str] | None = No
             m = e["transfer"] or {}
             lines.append(f"| {e['iteration']} | {m.get('num_problems', '—')} | " + " | ".join(_pct(m.get(k)) for k in keys) + " |")
     lines += algorithm_lines or []
+    lines += _data_lines(data.get("data"))
     lines += _reason_lines(data)
     notes = [n for e in data["iterations"] for n in e["notes"]]
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
+
+
+def _data_lines(info: dict[str, Any] | None) -> list[str]:
+    """Task `dataset`: how many rows were read and skipped as bad, by reason, with their ids."""
+    if not info:
+        return []
+    lines = ["", "## Data", "", f"{info.get('rows', 0)} rows read from {', '.join(info.get('sources', []))}; "
+             f"{info.get('skipped', 0)} skipped as bad"
+             + (" (" + ", ".join(f"{k}: {v}" for k, v in (info.get("skipped_by_reason") or {}).items()) + ")"
+                if info.get("skipped") else "") + "."]
+    ids = info.get("skipped_ids") or []
+    if ids:
+        lines.append("Skipped ids: " + ", ".join(map(str, ids[:50])) + (f" and {len(ids) - 50} more" if len(ids) > 50 else "") + ".")
+    return lines
 
 
 # --- verdict reasons (code runs show why samples failed) -------------------------------------

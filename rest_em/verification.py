@@ -25,8 +25,10 @@ logger = logging.getLogger(__name__)
 class LazyVerifier:
     """The verifier, started on first use: remote when ``verifier.url`` is set, in-process otherwise."""
 
-    def __init__(self, section: VerifierSection, domain: str) -> None:
-        self.section, self.domain = section, domain
+    def __init__(self, section: VerifierSection, domain: str, custom: str | None = None) -> None:
+        # A custom scoring function (verifier.custom, or the task's own) replaces the domain's verifier.
+        self.section, self.custom = section, custom
+        self.domain = "custom" if custom else domain
         self._verifier: Any = None
 
     def get(self) -> Any:
@@ -40,7 +42,10 @@ class LazyVerifier:
             else:
                 from verifiers.registry import get_verifier
 
-                self._verifier = get_verifier(self.domain, **s.options(self.domain))
+                options = s.options(self.domain)
+                if self.custom:
+                    options["spec"] = self.custom
+                self._verifier = get_verifier(self.domain, **options)
         return self._verifier
 
     def item_fields(self) -> dict[str, Any]:
@@ -64,7 +69,8 @@ def verify_rows(
     for i, row in enumerate(rows):
         try:
             problem = problems[row["problem_id"]]
-            item = {**problem.verifier_row(row["text"], row["sample_idx"]), **(item_fields or {})}
+            make_row = problem.custom_row if getattr(verifier, "domain", None) == "custom" else problem.verifier_row
+            item = {**make_row(row["text"], row["sample_idx"]), **(item_fields or {})}
             items.append(verifier.parse_item(item, where=f"{where}:{i + 1}"))
             slots.append(i)
         except (InputError, KeyError) as exc:
@@ -78,6 +84,8 @@ def verify_rows(
         row = {**{k: r[k] for k in keys if k in r}, "verdict": v.outcome.value, "reason": v.reason}
         if v.extracted_by is not None:
             row["extracted_by"] = v.extracted_by  # which extraction policy found the judged answer
+        if getattr(v, "answer", None) is not None:
+            row["answer"] = v.answer  # a custom verifier's answer: maj@k votes on it
         if v.is_error and v.message:
             row["message"] = v.message[:500]  # what broke on our side, for the outage message and the user
         out.append(row)

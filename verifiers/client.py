@@ -48,8 +48,9 @@ from pydantic import ValidationError
 
 from verifiers.io import InputError
 from verifiers.service.models import (
-    DOMAINS,
+    KNOWN_DOMAINS,
     CodeItem,
+    CustomItem,
     EquivalentResponse,
     ErrorResponse,
     MathItem,
@@ -337,7 +338,7 @@ def _error_result(item: dict[str, Any], reason: str, message: str) -> VerifyResu
     item_id = item.get("id")
     if isinstance(item_id, bool) or not isinstance(item_id, (str, int)):
         item_id = str(item_id)
-    domain = item.get("domain") if item.get("domain") in DOMAINS else "math"
+    domain = item.get("domain") if item.get("domain") in KNOWN_DOMAINS else "math"
     return VerifyResult.from_verdict(item_id, domain, Verdict.errored(reason, message))
 
 
@@ -370,8 +371,8 @@ class RemoteVerifier:
     """
 
     def __init__(self, url: str, domain: str, token: str | None = None, **client_options: Any) -> None:
-        if domain not in DOMAINS:
-            raise ValueError(f"unknown domain {domain!r}; choose one of {', '.join(DOMAINS)}")
+        if domain not in KNOWN_DOMAINS:
+            raise ValueError(f"unknown domain {domain!r}; choose one of {', '.join(KNOWN_DOMAINS)}")
         self.domain = domain
         self.client = VerifierClient(url, token=token, **client_options)
         self._local_parser = _local_parser(domain)
@@ -383,7 +384,7 @@ class RemoteVerifier:
             raise InputError(f"{prefix}expected a JSON object, got {type(row).__name__}")
         if "domain" in row and row["domain"] != self.domain:
             raise InputError(f"{prefix}domain {row['domain']!r} sent to a {self.domain} verifier")
-        model = MathItem if self.domain == "math" else CodeItem
+        model = {"math": MathItem, "code": CodeItem, "custom": CustomItem}[self.domain]
         try:
             item = model.model_validate({**row, "domain": self.domain})
         except ValidationError as exc:

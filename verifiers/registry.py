@@ -20,6 +20,7 @@ from verifiers.verdict import Verdict
 DOMAINS: dict[str, str] = {
     "math": "verifiers.math:MathVerifier.from_options",
     "code": "verifiers.code:CodeVerifier.from_options",
+    "custom": "verifiers.custom:CustomVerifier.from_options",  # a user's function (verifier.custom)
 }
 
 

@@ -42,13 +42,15 @@ class Verdict:
     ``timeout``, ``unparseable_reference``, ...); ``message`` is for humans and may be empty.
     ``extracted_by`` names how the judged answer was found in the response (a math extraction policy
     such as ``last_boxed``, or ``whole_response`` for ``response_format=answer``); None when no
-    answer was extracted or the domain does not extract one (code).
+    answer was extracted or the domain does not extract one (code). ``answer`` is the answer a custom
+    verifier (``verifiers.custom``) reported for maj@k; None for the built-in verifiers.
     """
 
     outcome: Outcome
     reason: str
     message: str = ""
     extracted_by: str | None = None
+    answer: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.outcome, Outcome):
@@ -57,16 +59,17 @@ class Verdict:
             raise ValueError("a Verdict needs a non-empty reason")
 
     @classmethod
-    def passed(cls, reason: str = "correct", message: str = "", extracted_by: str | None = None) -> "Verdict":
-        return cls(Outcome.PASS, reason, message, extracted_by)
+    def passed(cls, reason: str = "correct", message: str = "", extracted_by: str | None = None,
+               answer: str | None = None) -> "Verdict":
+        return cls(Outcome.PASS, reason, message, extracted_by, answer)
 
     @classmethod
-    def failed(cls, reason: str, message: str = "", extracted_by: str | None = None) -> "Verdict":
-        return cls(Outcome.FAIL, reason, message, extracted_by)
+    def failed(cls, reason: str, message: str = "", extracted_by: str | None = None, answer: str | None = None) -> "Verdict":
+        return cls(Outcome.FAIL, reason, message, extracted_by, answer)
 
     @classmethod
-    def errored(cls, reason: str, message: str = "", extracted_by: str | None = None) -> "Verdict":
-        return cls(Outcome.ERROR, reason, message, extracted_by)
+    def errored(cls, reason: str, message: str = "", extracted_by: str | None = None, answer: str | None = None) -> "Verdict":
+        return cls(Outcome.ERROR, reason, message, extracted_by, answer)
 
     @property
     def is_pass(self) -> bool:
@@ -85,8 +88,10 @@ class Verdict:
         row: dict[str, Any] = {"verdict": self.outcome.value, "reason": self.reason, "message": self.message}
         if self.extracted_by is not None:
             row["extracted_by"] = self.extracted_by
+        if self.answer is not None:
+            row["answer"] = self.answer
         return row
 
     @classmethod
     def from_dict(cls, row: dict[str, Any]) -> "Verdict":
-        return cls(Outcome(row["verdict"]), row["reason"], row.get("message", ""), row.get("extracted_by"))
+        return cls(Outcome(row["verdict"]), row["reason"], row.get("message", ""), row.get("extracted_by"), row.get("answer"))

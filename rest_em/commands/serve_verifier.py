@@ -1,6 +1,7 @@
 """``rest-em serve-verifier``: the math and code verifiers as an HTTP service (FastAPI + uvicorn).
 
     rest-em serve-verifier --port 8000                       # loopback only, math and code
+    rest-em serve-verifier --custom my_pkg.rewards:judge     # also domain "custom": your function, loaded at start
     rest-em serve-verifier --host 0.0.0.0 --workers 8        # all interfaces; set a token first
     REST_EM_VERIFIER_TOKEN=secret rest-em serve-verifier --set math.timeout_s=10 --set code.pool_size=4
 
@@ -43,6 +44,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=None,
                    help="math verifier worker processes (default: one per CPU core)")
     p.add_argument("--domains", default="math,code", help="comma-separated domains this replica serves")
+    p.add_argument("--custom", metavar="MODULE:FUNCTION",
+                   help="also serve domain `custom` with this scoring function (package.module:function or "
+                        "path/to/file.py:function), loaded once at start; requests never name code to import")
+    p.add_argument("--custom-threshold", type=float, default=None, help="--custom: a score at or above this passes (default 1.0)")
     p.add_argument("--set", dest="options", action="append", default=[], metavar="DOMAIN.KEY=VALUE",
                    help="a verifier option, e.g. math.timeout_s=10 or code.pool_size=4 (repeatable; "
                         "VALUE is read as YAML)")
@@ -95,8 +100,19 @@ def run(args: argparse.Namespace) -> int:
     from verifiers.service import Limits, ServiceSettings, create_app
 
     domains = tuple(d.strip() for d in args.domains.split(",") if d.strip())
+    if args.custom and "custom" not in domains:
+        domains += ("custom",)
     try:
+        if "custom" in domains and not args.custom:
+            raise ValueError("domain custom needs --custom MODULE:FUNCTION (the function is loaded at start)")
         options = parse_options(args.options, domains)
+        if args.custom:
+            from verifiers.custom import load_function
+
+            load_function(args.custom)  # a bad spec stops the start here, with the reason
+            options.setdefault("custom", {}).update(spec=args.custom, threshold=args.custom_threshold)
+        elif args.custom_threshold is not None:
+            raise ValueError("--custom-threshold goes with --custom")
         if args.workers is not None:
             if "math" not in domains:
                 raise ValueError("--workers sets the math worker processes, but this replica serves no math")

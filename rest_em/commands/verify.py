@@ -2,6 +2,7 @@
 
     rest-em verify --domain math samples.jsonl -o verdicts.jsonl
     rest-em verify --domain math --reference '\\frac12' --response 'so \\boxed{0.5}'
+    rest-em verify --custom my_pkg.rewards:judge samples.jsonl -o verdicts.jsonl   # your own function
 
 The verifier comes from ``verifiers.registry.get_verifier`` and validates its own rows. The only
 math-specific part is the option defaults: responses graded here are free text from anywhere, so the
@@ -33,6 +34,9 @@ EPILOG = r"""input (one JSON object per line):
          --response-format says) or "answer" (the whole response is the answer, e.g. "\frac{1}{2}";
          a short text around it, "Answer: $\frac{1}{2}$", is read by its last math expression)
   code:  {"id": "p2", "response": "def f(x): ...", "tests": ...}
+  --custom MOD:FN  {"id": "p3", "response": "...", "reference": <any JSON>, "problem": {...}}
+         (no --domain: FN(response, reference, problem), or veRL's compute_score(data_source,
+         solution_str, ground_truth, extra_info); problem is optional, the row's other keys by default)
 
 output: each input row plus "verdict" (pass | fail | error), "reason" and "message", and for math
   "extracted_by" (the extraction policy that found the answer, or whole_response) when one was found;
@@ -45,6 +49,7 @@ examples:
   rest-em verify --domain math --reference 42 --response 'The answer is 42.'
   rest-em verify --domain math --reference-format gsm8k --reference '#### 18' --response '... #### 18'
   rest-em verify --domain math --response-format answer answers.jsonl -o verdicts.jsonl
+  rest-em verify --custom path/to/reward.py:compute_score --custom-threshold 0.5 rows.jsonl -o verdicts.jsonl
 
 exit status: 0 when verdicts were written (fail and error verdicts are data), 2 for malformed
 input (the file, line and problem are named; nothing is written)."""
@@ -60,7 +65,11 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("input", nargs="?", help="JSONL file of rows to verify (see the input format below)")
     parser.add_argument("-o", "--output", help="where to write the rows with their verdicts (JSONL)")
-    parser.add_argument("--domain", default="math", help="verifier domain: math or code (default: math)")
+    parser.add_argument("--domain", default=None, help="verifier domain: math or code (default: math)")
+    parser.add_argument("--custom", metavar="MODULE:FUNCTION",
+                        help="your own scoring function instead of a domain verifier: package.module:function or "
+                             "path/to/file.py:function (see verifier.custom in docs/tasks.md)")
+    parser.add_argument("--custom-threshold", type=float, help="--custom: a score at or above this passes (default 1.0)")
     parser.add_argument("--reference", help="one-off form: the reference answer")
     parser.add_argument("--response", help="one-off form: the model response")
     parser.add_argument("--reference-format", help="one-off form: answer (default), math_solution or gsm8k")
@@ -105,6 +114,18 @@ def run(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {
         k: v for k, v in {"timeout_s": args.timeout_s, "workers": args.workers}.items() if v is not None
     }
+    if args.custom is not None:
+        if args.domain is not None:
+            parser.error("--custom replaces the domain verifier: give --custom or --domain, not both")
+        if args.reference_format or args.response_format is not None or args.extraction_policies is not None:
+            parser.error("--reference-format, --response-format and --extraction-policies are math options, not --custom ones")
+        args.domain = "custom"
+        options.update(spec=args.custom, threshold=args.custom_threshold)
+    elif args.custom_threshold is not None:
+        parser.error("--custom-threshold goes with --custom")
+    args.domain = args.domain or "math"
+    if args.domain == "custom" and args.custom is None:
+        parser.error("--domain custom: name the function with --custom MODULE:FUNCTION")
     if args.domain == "math":
         from verifiers.math.extract import FREE_TEXT_POLICIES
 
@@ -124,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         verifier = get_verifier(args.domain, **options)
     except ValueError as exc:
-        logger.error("%s", exc)  # e.g. an unknown extraction policy: named, with the known ones
+        logger.error("%s", exc)  # e.g. an unknown extraction policy or a custom function that cannot be loaded
         return 2
     try:
         if one_off:

@@ -14,7 +14,7 @@ import random
 from typing import Callable
 
 from rest_em.config import ConfigError, TaskSection
-from rest_em.tasks import apps, arithmetic, code_embedded, humaneval, math_data, mbpp
+from rest_em.tasks import apps, arithmetic, code_embedded, dataset, humaneval, math_data, mbpp, reasoning_gym
 from rest_em.tasks.base import Problem, Task, check_unique_ids, select
 from rest_em.tasks.code_common import DEFAULT_EXTRACTION, CodeTask, pick_fewshot
 
@@ -167,3 +167,15 @@ def _mbpp(s: TaskSection) -> Task:
     # Tasks 1-10 are MBPP's few-shot prompt examples: never train or test items.
     return CodeTask("mbpp", "code", train, test, mbpp.INSTRUCTION, splits["fewshot"][: s.num_fewshot],
                     prompt=mbpp.PROMPT)
+
+
+@register("dataset")
+def _dataset(s: TaskSection) -> Task:
+    """Your own problems: a file or hub dataset mapped by ``task.fields`` (rest_em/tasks/dataset.py, docs/tasks.md)."""
+    return dataset.build(s)
+
+
+@register("reasoning_gym")
+def _reasoning_gym(s: TaskSection) -> Task:
+    """A reasoning-gym dataset with one config per level, scored by its own score_answer (rest_em/tasks/reasoning_gym.py)."""
+    return reasoning_gym.build(s)

@@ -22,10 +22,25 @@ class Problem:
     payload: dict[str, Any]  # verifier input besides the response (reference/tests)
     level: int | None = None  # difficulty level; None when the source has none ("Level ?")
     solution: str | None = None  # a worked solution, used for few-shot prompts only
+    # The source row as read (task `dataset`, `reasoning_gym`): what a custom verifier sees as problem["columns"].
+    columns: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    # The problem as chat messages (a veRL `prompt` column), rendered with the chat template as they are.
+    messages: tuple[dict[str, str], ...] | None = field(default=None, compare=False, repr=False)
 
     def verifier_row(self, response: str, sample_idx: int | None = None) -> dict[str, Any]:
         row_id = self.problem_id if sample_idx is None else f"{self.problem_id}#{sample_idx}"
         return {"id": row_id, **self.payload, "response": response}
+
+    def custom_row(self, response: str, sample_idx: int | None = None) -> dict[str, Any]:
+        """The row a custom verifier (``verifiers.custom``) reads: the whole response, the reference (the
+        answer, or the test spec of a code problem) and the problem with its source columns."""
+        row_id = self.problem_id if sample_idx is None else f"{self.problem_id}#{sample_idx}"
+        columns = self.columns or {}
+        reference = self.payload["reference"] if "reference" in self.payload else self.payload.get("tests")
+        problem = {"id": self.problem_id, "question": self.question, "level": self.level,
+                   "data_source": columns.get("data_source") if isinstance(columns.get("data_source"), str) else None,
+                   "columns": columns}
+        return {"id": row_id, "response": response, "reference": reference, "problem": problem}
 
 
 @dataclass(frozen=True)
@@ -42,6 +57,9 @@ class TaskPrompt:
     text: Callable[[Problem, Sequence[Problem]], str]
     stop: tuple[str, ...] = ()
     chat_stop: tuple[str, ...] = ()
+    # The whole chat (system and user messages) when the task brings its own, e.g. a veRL `prompt` column;
+    # None = one user message, `chat_user(problem)`.
+    chat_messages: Callable[[Problem], list[dict[str, str]]] | None = None
 
 
 @dataclass
@@ -55,6 +73,11 @@ class Task:
     instruction: str  # appended to every question, e.g. "Give the final answer as \\boxed{N}."
     fewshot: list[Problem] = field(default_factory=list)  # solved examples for base-model prompts
     prompt: TaskPrompt | None = None  # the task's own prompt text; None = rest_em.prompts' generic prompts
+    # "module:function" of the task's own verifier (reasoning_gym's score_answer), run by verifiers.custom;
+    # `verifier.custom` overrides it. None = the domain's verifier.
+    custom_verifier: str | None = None
+    # What loading the data found (task `dataset`: rows read, skipped with reasons); written to data.json.
+    data_info: dict[str, Any] | None = None
 
     def problem_index(self) -> dict[str, Problem]:
         return {p.problem_id: p for p in (*self.train, *self.test)}

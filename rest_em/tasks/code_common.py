@@ -45,6 +45,7 @@ class CodeProblem(Problem):
 
     extraction: str = DEFAULT_EXTRACTION
     starter_code: str = ""  # APPS starter code (a signature or a class Solution stub), shown in the prompt
+    entry_point: str = ""  # the function the tests call, when the task names it (task `dataset`)
 
     @property
     def tests(self) -> dict[str, Any]:

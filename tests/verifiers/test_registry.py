@@ -27,7 +27,7 @@ def test_code_shared_options_map_to_its_config() -> None:
 
 
 def test_unknown_domain_names_the_choices() -> None:
-    with pytest.raises(ValueError, match="code, math"):
+    with pytest.raises(ValueError, match="code, custom, math"):
         get_verifier("chess")
 
 

@@ -45,6 +45,7 @@ from verifiers.service.limits import Admission, BodySizeLimitMiddleware, Limits,
 from verifiers.service.metrics import CONTENT_TYPE, RequestMetricsMiddleware, ServiceMetrics
 from verifiers.service.models import (
     DOMAINS,
+    KNOWN_DOMAINS,
     EquivalentRequest,
     EquivalentResponse,
     ErrorResponse,
@@ -86,9 +87,11 @@ class ServiceSettings:
     warm_before_listening: bool = True
 
     def __post_init__(self) -> None:
-        unknown = [d for d in self.domains if d not in DOMAINS]
+        unknown = [d for d in self.domains if d not in KNOWN_DOMAINS]
         if unknown or not self.domains:
-            raise ValueError(f"domains must be a non-empty subset of {', '.join(DOMAINS)}; got {list(self.domains)}")
+            raise ValueError(f"domains must be a non-empty subset of {', '.join(KNOWN_DOMAINS)}; got {list(self.domains)}")
+        if "custom" in self.domains and not (self.verifier_options.get("custom") or {}).get("spec"):
+            raise ValueError("domain custom needs its function, loaded at start: --custom MODULE:FUNCTION")
         extra = [d for d in self.verifier_options if d not in self.domains]
         if extra:
             raise ValueError(f"verifier_options for domains not served: {', '.join(extra)}")

@@ -54,8 +54,19 @@ class CodeItem(_ItemBase):
     tests: dict[str, Any] = Field(description="The tests, in one of the code verifier's styles.")
 
 
-Item = Annotated[Union[MathItem, CodeItem], Field(discriminator="domain")]
-DOMAINS: tuple[str, ...] = ("math", "code")
+class CustomItem(_ItemBase):
+    """An item for the replica's custom function (``rest-em serve-verifier --custom MODULE:FUNCTION``). The
+    function is the one the replica loaded at start; nothing in a request names code to import."""
+
+    domain: Literal["custom"]
+    response: StrictStr = Field(description="The model's full response text.")
+    reference: Any = Field(description="The reference the function compares with (any JSON value).")
+    problem: dict[str, Any] | None = Field(default=None, description="The problem, passed to the function as it is.")
+
+
+Item = Annotated[Union[MathItem, CodeItem, CustomItem], Field(discriminator="domain")]
+DOMAINS: tuple[str, ...] = ("math", "code")  # served by default
+KNOWN_DOMAINS: tuple[str, ...] = DOMAINS + ("custom",)  # custom: only with --custom (the function is loaded at start)
 
 
 class VerifyRequest(BaseModel):
@@ -66,18 +77,19 @@ class VerifyResult(BaseModel):
     """One verdict, with the identity of its item and how long it took."""
 
     id: ItemId
-    domain: Literal["math", "code"]
+    domain: Literal["math", "code", "custom"]
     verdict: Outcome
     reason: str
     message: str = ""
     extracted_by: str | None = Field(
         default=None, description="How the judged answer was found (math: an extraction policy or whole_response)."
     )
+    answer: str | None = Field(default=None, description="custom: the answer the function reported (maj@k votes on it).")
     queued_s: float = Field(description="Seconds the item's chunk waited for a free verifier slot.")
     elapsed_s: float = Field(description="Wall seconds of the verifier call that judged the item's chunk.")
 
     def to_verdict(self) -> Verdict:
-        return Verdict(self.verdict, self.reason, self.message, self.extracted_by)
+        return Verdict(self.verdict, self.reason, self.message, self.extracted_by, self.answer)
 
     @classmethod
     def from_verdict(
@@ -90,6 +102,7 @@ class VerifyResult(BaseModel):
             reason=verdict.reason,
             message=verdict.message,
             extracted_by=verdict.extracted_by,
+            answer=verdict.answer,
             queued_s=queued_s,
             elapsed_s=elapsed_s,
         )

@@ -1,6 +1,6 @@
 """A toy algorithm in one file, registered as a plugin (``plugins: [tests/rest_em/plugins/toy_algorithm.py]``):
 it trains on the first ``toy_best_of.keep`` correct samples of each problem and adds its own report section.
-Used by tests/rest_em/test_registry.py to show that adding an algorithm touches one file."""
+Used by tests/rest_em/test_algorithm_registry.py to show that adding an algorithm touches one file."""
 
 from __future__ import annotations
 

@@ -135,7 +135,7 @@ def test_grpo_keys_that_moved_load_with_the_new_name():
 
 def test_the_hook_signatures_in_the_architecture_doc_match_the_code():
     doc = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
-    table = doc.split("<!-- hook signatures: checked by tests/rest_em/test_registry.py -->", 1)[1].split("\n\n", 1)[0]
+    table = doc.split("<!-- hook signatures: checked by tests/rest_em/test_algorithm_registry.py -->", 1)[1].split("\n\n", 1)[0]
     shown = dict(re.findall(r"^\| `(\w+)` \| `([^`]+)` \|", table, flags=re.M))
     assert {"iterations", "check", "condition", "improve", "train_set", "own_rows", "init", "trainer",
             "report_section"} <= set(shown)
