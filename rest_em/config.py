@@ -300,7 +300,7 @@ class Config:
     grpo: GRPOSection = opt(help="online RL (`algorithm: grpo`): TRL's GRPOTrainer with the same verifiers",
                             factory=GRPOSection)
     iterations: int = opt(3, "number of ReST-EM iterations; `--iterations N` sets it")
-    algorithm: Literal["rest_em", "expert_iteration", "rcrl", "hpt_gate", "dpo", "grpo"] = opt(
+    algorithm: Literal["rest_em", "expert_iteration", "rcrl", "hpt_gate", "dpo", "grpo", "sft"] = opt(
         "rest_em", "the M-step over the E-step's verified samples: `rest_em` (Singh et al. 2023), `expert_iteration`, "
         "`rcrl`, `hpt_gate`, `dpo`; `grpo` is online RL with the same verifiers (docs/algorithms.md)")
     mstep: MStepSection = opt(help="where each M-step starts (every algorithm)", factory=MStepSection)

@@ -56,8 +56,13 @@ def run(cfg: Config) -> Path:
         policy = Policy(base, samplers)
         evaluate_all(0, policy)
         for t in range(1, cfg.iterations + 1):
-            # E-step: sample from the policy of iteration t-1 and verify every sample.
-            e_step(rd, t, algo.condition(policy), sets.train, cfg.sampling, cfg.verifier)
+            if t > getattr(algo, "max_iterations", t):  # sft: one step is the whole algorithm
+                logger.warning("%s: iterations %d-%d not run: %s", cfg.algorithm, t, cfg.iterations,
+                               getattr(algo, "max_iterations_reason", "the algorithm has no further iterations"))
+                break
+            # E-step: sample from the policy of iteration t-1 and verify every sample (not for sft: no samples).
+            if getattr(algo, "samples_train", True):
+                e_step(rd, t, algo.condition(policy), sets.train, cfg.sampling, cfg.verifier)
             rows = algo.train_set(t, sets.train)
             # M-step from the algorithm's start (ReST-EM: the base model); with nothing to train on, the start
             # stays the policy.

@@ -31,6 +31,7 @@ ALGORITHMS = {
     "rcrl": "rest_em.algorithms.rcrl:RCRL",
     "hpt_gate": "rest_em.algorithms.hpt:HPTGate",
     "dpo": "rest_em.algorithms.dpo:DPO",
+    "sft": "rest_em.algorithms.sft:SFT",
 }
 # algorithm name -> "module:function" that runs a whole run itself, and the message when it is absent.
 ONLINE = {"grpo": ("rest_em.online.grpo:run", "grpo needs the online RL module (rest_em.online.grpo), which is not "
