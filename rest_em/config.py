@@ -202,7 +202,8 @@ class EvalSection:
     top_p: float = opt(0.95, "evaluation nucleus cut (paper: 0.95)")
     top_k: int = opt(0, "evaluation top-k; `0` = off (the paper samples with top-p only)")
     k_list: list[int] = opt(help="pass@k for each k (every k between 1 and `n`)", factory=lambda: [1, 4])
-    maj_k: int = opt(4, "maj@k over the first k samples (at most `n`; math tasks only; `0` = off)")
+    maj_k: int = opt(4, "maj@k over the first k samples (at most `n`; math: by answer, code: by the programs' outputs on "
+                     "the test inputs; `0` = off)")
     max_tokens: int = opt(512, "new tokens per evaluation sample")
     seed: int = opt(1, "the same every iteration, so rows differ by policy, not by dice")
 
@@ -302,7 +303,7 @@ class Config:
     iterations: int = opt(3, "number of ReST-EM iterations; `--iterations N` sets it")
     algorithm: Literal["rest_em", "expert_iteration", "rcrl", "hpt_gate", "dpo", "grpo", "sft"] = opt(
         "rest_em", "the M-step over the E-step's verified samples: `rest_em` (Singh et al. 2023), `expert_iteration`, "
-        "`rcrl`, `hpt_gate`, `dpo`; `grpo` is online RL with the same verifiers (docs/algorithms.md)")
+        "`rcrl`, `hpt_gate`, `dpo`, `sft` (one SFT on the reference solutions, the paper's baseline); `grpo` is online RL with the same verifiers (docs/algorithms.md)")
     mstep: MStepSection = opt(help="where each M-step starts (every algorithm)", factory=MStepSection)
     rcrl: RCRLSection = opt(help="the `rcrl` algorithm", factory=RCRLSection)
     hpt: HPTSection = opt(help="the `hpt_gate` algorithm", factory=HPTSection)
