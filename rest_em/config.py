@@ -303,7 +303,8 @@ class Config:
     iterations: int = opt(3, "number of ReST-EM iterations; `--iterations N` sets it")
     algorithm: Literal["rest_em", "expert_iteration", "rcrl", "hpt_gate", "dpo", "grpo", "sft"] = opt(
         "rest_em", "the M-step over the E-step's verified samples: `rest_em` (Singh et al. 2023), `expert_iteration`, "
-        "`rcrl`, `hpt_gate`, `dpo`, `sft` (one SFT on the reference solutions, the paper's baseline); `grpo` is online RL with the same verifiers (docs/algorithms.md)")
+        "`rcrl`, `hpt_gate`, `dpo`, `sft` (one SFT on the reference solutions, the paper's baseline); `grpo` is online "
+        "RL with the same verifiers (docs/algorithms.md)")
     mstep: MStepSection = opt(help="where each M-step starts (every algorithm)", factory=MStepSection)
     rcrl: RCRLSection = opt(help="the `rcrl` algorithm", factory=RCRLSection)
     hpt: HPTSection = opt(help="the `hpt_gate` algorithm", factory=HPTSection)
