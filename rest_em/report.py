@@ -258,6 +258,9 @@ def uncertainty_lines(data: dict[str, Any]) -> list[str]:
              f"Figures in brackets are {describe(data['intervals_method'])}: how far a figure can move when the test "
              "problems are redrawn. Paired differences (percentage points) compare two evaluations problem by problem "
              "(the same test problems); \\* marks an interval that excludes 0."]
+    maj_by = next((e[s]["maj_by"] for e in data["iterations"] for s in ("eval", "transfer") if (e.get(s) or {}).get("maj_by")), None)
+    if maj_by:
+        lines[-1] += f" maj@k of programs votes by {maj_by}; programs that crash or time out do not vote."
     rows = [(e["iteration"], name, e["paired"].get(name)) for e in data["iterations"]
             for name in ("vs_iteration_0", "vs_previous") if (e.get("paired") or {}).get(name)]
     if rows:
