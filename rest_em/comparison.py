@@ -141,7 +141,7 @@ def render_comparison(data: dict[str, Any]) -> str:
         for e in r["report"]["iterations"]:
             for level, m in ((e["eval"] or {}).get("by_level") or {}).items():
                 lines.append(f"| {r['label']} | {e['iteration']} | {level} | {m['num_problems']} | "
-                             + " | ".join(_pct(m.get(k)) for k in keys) + " |")
+                             + " | ".join(_pct_ci(m, k) for k in keys) + " |")
     lines += uncertainty_lines(data)
     lines += ["", "## Wall time per run (seconds, all iterations)", "",
               "| run | algorithm | E-step | M-step | eval | total |", "|---|---|---|---|---|---|"]
