@@ -133,7 +133,7 @@ def render_comparison(data: dict[str, Any]) -> str:
             m, ts, sec = e["eval"] or {}, e["train_set"], e["seconds"]
             lines.append(f"| {r['label']} | {rep.get('algorithm', 'rest_em')} | {e['iteration']} | "
                          + " | ".join(_pct_ci(m, k) for k in keys)
-                         + f" | {_pct(ts['coverage']) if ts else '—'} | {ts['sft_size'] if ts else '—'}"
+                         + f" | {_pct(ts['coverage']) if ts else '—'} | {ts['sft_size'] if ts else (e.get('dataset') or {}).get('num_rows', '—')}"
                          + f" | {_s(sec['E-step'])} | {_s(sec['M-step'])} | {_s(sec['eval'])} |")
     lines += ["", "## Per level (test split)", "", "| run | iter | level | problems | " + " | ".join(keys) + " |",
               "|" + "---|" * (len(keys) + 4)]
