@@ -159,6 +159,7 @@ def plot_comparison(data: dict[str, Any], path: Path, x: str = "iteration") -> N
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     if x not in X_AXES:
         raise ComparisonError(f"unknown x axis {x!r}; choose one of {', '.join(X_AXES)}")
@@ -173,8 +174,9 @@ def plot_comparison(data: dict[str, Any], path: Path, x: str = "iteration") -> N
                 ax.errorbar(xs, ys, yerr=list(zip(*errs)), fmt="-o", label=r["label"], capsize=3, elinewidth=0.8)
         ax.set_title(key)
         ax.set_xlabel(X_AXES[x])
-        if x == "flops":
-            ax.set_xscale("symlog", linthresh=1e12)
+        if x == "flops" and ax.has_data() and all(v > 0 for line in ax.get_lines() for v in line.get_xdata()):
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("percent (test split; bars: 95% interval)")
     axes[0][-1].legend(fontsize=8)
@@ -190,7 +192,7 @@ def plot_comparison(data: dict[str, Any], path: Path, x: str = "iteration") -> N
 # --- intervals, paired differences, seeds (rest_em/intervals.py) ------------------------------
 
 X_AXES = {"iteration": "iteration (0 = base model)",
-          "flops": "cumulative compute, FLOPs (2N per sampled, 6N per trained token)"}
+          "flops": "cumulative FLOPs (estimate)"}
 # Config keys that only seed a run (and its name): runs that differ in nothing else are one config by seed.
 SEED_KEYS = ("sampling.seed", "training.seed", "filter.seed", "run.name", "run.output_dir")
 
