@@ -102,8 +102,10 @@ def compare_runs(run_dirs: list[Path]) -> dict[str, Any]:
         r["label"] = name if names.count(name) == 1 else str(r["dir"])
         for e in r["report"]["iterations"]:
             e["seconds"] = stage_seconds(r["dir"], e["iteration"])
-    return {"runs": runs, "keys": metric_keys(first["report"]), "task": first["report"]["task"],
+    data = {"runs": runs, "keys": metric_keys(first["report"]), "task": first["report"]["task"],
             "eval": first["config"].get("eval", {}), "num_test": len(first["problems"] or [])}
+    add_seed_groups(data)  # runs of one config by seed, and paired differences between runs (or seed groups)
+    return data
 
 
 def _pct(x: Any) -> str:
@@ -130,8 +132,8 @@ def render_comparison(data: dict[str, Any]) -> str:
         for e in rep["iterations"]:
             m, ts, sec = e["eval"] or {}, e["train_set"], e["seconds"]
             lines.append(f"| {r['label']} | {rep.get('algorithm', 'rest_em')} | {e['iteration']} | "
-                         + " | ".join(_pct(m.get(k)) for k in keys)
-                         + f" | {_pct(ts['coverage']) if ts else '—'} | {ts['sft_size'] if ts else '—'}"
+                         + " | ".join(_pct_ci(m, k) for k in keys)
+                         + f" | {_pct(ts['coverage']) if ts else '—'} | {ts['sft_size'] if ts else (e.get('dataset') or {}).get('num_rows', '—')}"
                          + f" | {_s(sec['E-step'])} | {_s(sec['M-step'])} | {_s(sec['eval'])} |")
     lines += ["", "## Per level (test split)", "", "| run | iter | level | problems | " + " | ".join(keys) + " |",
               "|" + "---|" * (len(keys) + 4)]
@@ -139,7 +141,8 @@ def render_comparison(data: dict[str, Any]) -> str:
         for e in r["report"]["iterations"]:
             for level, m in ((e["eval"] or {}).get("by_level") or {}).items():
                 lines.append(f"| {r['label']} | {e['iteration']} | {level} | {m['num_problems']} | "
-                             + " | ".join(_pct(m.get(k)) for k in keys) + " |")
+                             + " | ".join(_pct_ci(m, k) for k in keys) + " |")
+    lines += uncertainty_lines(data)
     lines += ["", "## Wall time per run (seconds, all iterations)", "",
               "| run | algorithm | E-step | M-step | eval | total |", "|---|---|---|---|---|---|"]
     for r in data["runs"]:
@@ -149,24 +152,33 @@ def render_comparison(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_comparison(data: dict[str, Any], path: Path) -> None:
+def plot_comparison(data: dict[str, Any], path: Path, x: str = "iteration") -> None:
+    """One panel per metric; ``x="flops"`` puts each evaluation at the run's cumulative FLOPs estimate
+    (rest_em/compute.py) instead of its iteration, so runs are compared at equal compute."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
+    if x not in X_AXES:
+        raise ComparisonError(f"unknown x axis {x!r}; choose one of {', '.join(X_AXES)}")
     keys = data["keys"]
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.8), squeeze=False)
     for ax, key in zip(axes[0], keys):
         for r in data["runs"]:
-            pts = [(e["iteration"], 100 * e["eval"][key]) for e in r["report"]["iterations"]
-                   if e.get("eval") and e["eval"].get(key) is not None]
+            pts = [(_x_of(e, x), 100 * e["eval"][key], _err(e["eval"], key)) for e in r["report"]["iterations"]
+                   if e.get("eval") and e["eval"].get(key) is not None and _x_of(e, x) is not None]
             if pts:
-                ax.plot(*zip(*pts), "-o", label=r["label"])
+                xs, ys, errs = zip(*pts)
+                ax.errorbar(xs, ys, yerr=list(zip(*errs)), fmt="-o", label=r["label"], capsize=3, elinewidth=0.8)
         ax.set_title(key)
-        ax.set_xlabel("iteration (0 = base model)")
+        ax.set_xlabel(X_AXES[x])
+        if x == "flops" and ax.has_data() and all(v > 0 for line in ax.get_lines() for v in line.get_xdata()):
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("percent (test split)")
+    axes[0][0].set_ylabel("percent (test split; bars: 95% interval)")
     axes[0][-1].legend(fontsize=8)
     fig.suptitle(f"{data['task']}: {len(data['runs'])} runs")
     fig.tight_layout()
@@ -175,3 +187,149 @@ def plot_comparison(data: dict[str, Any], path: Path) -> None:
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
     tmp.replace(path)
+
+
+# --- intervals, paired differences, seeds (rest_em/intervals.py) ------------------------------
+
+X_AXES = {"iteration": "iteration (0 = base model)",
+          "flops": "cumulative FLOPs (estimate)"}
+# Config keys that only seed a run (and its name): runs that differ in nothing else are one config by seed.
+SEED_KEYS = ("sampling.seed", "training.seed", "filter.seed", "run.name", "run.output_dir")
+
+
+def _x_of(e: dict[str, Any], x: str) -> float | None:
+    return e["iteration"] if x == "iteration" else (e.get("compute") or {}).get("cumulative_flops")
+
+
+def _err(m: dict[str, Any], key: str) -> tuple[float, float]:
+    ci = (m.get("intervals") or {}).get(key)
+    return (max(100 * (m[key] - ci[0]), 0.0), max(100 * (ci[1] - m[key]), 0.0)) if ci else (0.0, 0.0)
+
+
+def _pct_ci(m: dict[str, Any], key: str) -> str:
+    ci = (m.get("intervals") or {}).get(key)
+    return _pct(m.get(key)) + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
+
+
+def _without_seeds(cfg: dict[str, Any]) -> dict[str, Any]:
+    import copy
+
+    out = copy.deepcopy(cfg)
+    for dotted in SEED_KEYS:
+        *parents, leaf = dotted.split(".")
+        node = out
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    out.pop("iterations", None)  # a run extended by more iterations is the same config
+    return out
+
+
+def _final(run: dict[str, Any]) -> dict[str, Any] | None:
+    """The run's last iteration with a finished test evaluation."""
+    done = [e for e in run["report"]["iterations"] if e.get("eval") and e["eval"].get("per_problem")]
+    return done[-1] if done else None
+
+
+def add_seed_groups(data: dict[str, Any]) -> None:
+    """In place: ``data["groups"]`` (runs whose configs differ only in their seeds, each with the mean and
+    spread of every metric by iteration over its seeds) and ``data["paired"]`` (every pair of groups, a
+    single run being a group of one: the difference of each metric at their final iterations, seeds
+    pooled per problem, with its paired bootstrap interval)."""
+    from rest_em.intervals import method, metric_values, paired_difference, pool_seeds
+
+    groups: list[dict[str, Any]] = []
+    for r in data["runs"]:
+        key, seeds = _without_seeds(r["config"]), [_get(r["config"], k) for k in SEED_KEYS[:3]]
+        for g in groups:  # same config, other seeds (a run with the same seeds again is a run of its own)
+            if g["key"] == key and seeds not in [[_get(o["config"], k) for k in SEED_KEYS[:3]] for o in g["runs"]]:
+                g["runs"].append(r)
+                break
+        else:
+            groups.append({"key": key, "runs": [r]})
+    keys = data["keys"]
+    for g in groups:
+        labels = [r["label"] for r in g["runs"]]
+        g["label"] = labels[0] if len(labels) == 1 else _common_label(labels)
+        g["algorithm"] = g["runs"][0]["report"].get("algorithm", "rest_em")
+        g["seeds"] = [{k: _get(r["config"], k) for k in SEED_KEYS[:3]} for r in g["runs"]]
+        g["by_iteration"] = _seed_spread(g["runs"], keys)
+        finals = [_final(r) for r in g["runs"]]
+        g["final_iterations"] = [None if f is None else f["iteration"] for f in finals]
+        g["pooled"] = {k: pool_seeds([metric_values(f["eval"]["per_problem"], k) for f in finals if f]) for k in keys} \
+            if any(finals) else None
+        del g["key"]
+    pairs = []
+    for i, a in enumerate(groups):
+        for b in groups[i + 1:]:
+            if a["pooled"] is None or b["pooled"] is None:
+                continue
+            diffs = {k: paired_difference(a["pooled"][k], b["pooled"][k]) for k in keys}
+            pairs.append({"a": a["label"], "b": b["label"], "diffs": {k: d for k, d in diffs.items() if d is not None}})
+    data["groups"], data["paired"], data["intervals_method"] = groups, pairs, method()
+
+
+def _common_label(labels: list[str]) -> str:
+    import os
+
+    prefix = os.path.commonprefix(labels).rstrip("-_ .")
+    return f"{prefix or labels[0]} ({len(labels)} seeds)"
+
+
+def _seed_spread(runs: list[dict[str, Any]], keys: list[str]) -> list[dict[str, Any]]:
+    """Per iteration: each metric's mean over the seeds that evaluated it, its min, max and sample SD."""
+    import statistics
+
+    iterations = sorted({e["iteration"] for r in runs for e in r["report"]["iterations"]})
+    out = []
+    for t in iterations:
+        row: dict[str, Any] = {"iteration": t}
+        for k in keys:
+            vals = [e["eval"][k] for r in runs for e in r["report"]["iterations"]
+                    if e["iteration"] == t and e.get("eval") and e["eval"].get(k) is not None]
+            row[k] = None if not vals else {"mean": sum(vals) / len(vals), "min": min(vals), "max": max(vals),
+                                            "sd": statistics.stdev(vals) if len(vals) > 1 else None, "seeds": len(vals)}
+        out.append(row)
+    return out
+
+
+def uncertainty_lines(data: dict[str, Any]) -> list[str]:
+    """The comparison's seed table (when some config ran with several seeds) and its paired differences."""
+    from rest_em.intervals import describe
+
+    keys = data["keys"]
+    lines = ["", "## Uncertainty", "",
+             f"Figures in brackets are {describe(data['intervals_method'])}. Paired differences (percentage points, "
+             "`b - a`) compare two runs problem by problem on the same test problems "
+             "at each run's final evaluated iteration; runs of one config with several seeds are pooled (each "
+             "problem's value averaged over the seeds) before the bootstrap. \\* marks an interval that excludes 0."]
+    multi = [g for g in data.get("groups", []) if len(g["runs"]) > 1]
+    if multi:
+        lines += ["", "### Across seeds (mean, min-max and SD over the seeds)", "",
+                  "| runs | algorithm | seeds | iter | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 4)]
+        for g in multi:
+            for row in g["by_iteration"]:
+                n = max((row[k] or {}).get("seeds", 0) for k in keys)
+                lines.append(f"| {g['label']} | {g['algorithm']} | {n} | {row['iteration']} | "
+                             + " | ".join(_spread(row[k]) for k in keys) + " |")
+    if data.get("paired"):
+        lines += ["", "### Paired differences between runs (`b - a`, final iterations)", "",
+                  "| a | b | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 2)]
+        for p in data["paired"]:
+            lines.append(f"| {p['a']} | {p['b']} | " + " | ".join(_signed(p["diffs"].get(k)) for k in keys) + " |")
+    return lines
+
+
+def _spread(x: dict[str, Any] | None) -> str:
+    if not x:
+        return "—"
+    sd = "" if x["sd"] is None else f", SD {100 * x['sd']:.1f}"
+    return f"{100 * x['mean']:.1f} ({100 * x['min']:.1f}-{100 * x['max']:.1f}{sd})"
+
+
+def _signed(d: dict[str, Any] | None) -> str:
+    if not d:
+        return "—"
+    lo, hi = d["interval"]
+    return f"{100 * d['diff']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]" + (" \\*" if d["significant"] else "")

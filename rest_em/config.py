@@ -261,7 +261,8 @@ class EvalSection:
     top_p: float = opt(0.95, "evaluation nucleus cut (paper: 0.95)")
     top_k: int = opt(0, "evaluation top-k; `0` = off (the paper samples with top-p only)")
     k_list: list[int] = opt(help="pass@k for each k (every k between 1 and `n`)", factory=lambda: [1, 4])
-    maj_k: int = opt(4, "maj@k over the first k samples (at most `n`; math tasks only; `0` = off)")
+    maj_k: int = opt(4, "maj@k over the first k samples (at most `n`; math: by answer, code: by the programs' outputs on "
+                     "the test inputs; `0` = off)")
     max_tokens: int = opt(512, "new tokens per evaluation sample")
     seed: int = opt(1, "the same every iteration, so rows differ by policy, not by dice")
 
@@ -296,9 +297,10 @@ class Config:
     mstep: MStepSection = opt(help="where each M-step starts (every algorithm)", factory=MStepSection)
     iterations: int = opt(3, "number of iterations (each one improvement step, then an evaluation); "
                           "`--iterations N` sets it")
-    algorithm: str = opt("rest_em", "the algorithm, one module each in rest_em/algorithms/ (`rest-em iterate "
-                         "--help` lists them): `rest_em` (Singh et al. 2023), `expert_iteration`, `rcrl`, `hpt_gate`, "
-                         "`dpo`, `grpo` (online RL with the same verifiers); docs/algorithms.md")
+    algorithm: str = opt("rest_em", "the algorithm, one module each in rest_em/algorithms/ or a plugin (an unknown "
+                         "name is refused with the list of those found): `rest_em` (Singh et al. 2023), `expert_iteration`, `rcrl`, `hpt_gate`, "
+                         "`dpo`, `sft` (one SFT on the reference solutions, the paper's baseline), `grpo` (online RL "
+                         "with the same verifiers); docs/algorithms.md")
     plugins: list[str] = opt(help="further algorithms: modules (`pkg.module`) or files (`path/to/file.py`) that set "
                              "`ALGORITHM = <class>` (docs/architecture.md, \"Add an algorithm in one file\")",
                              factory=list)

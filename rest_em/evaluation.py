@@ -80,14 +80,34 @@ def evaluate(rd: RunDir, iteration: int, policy: Policy, test: ProblemSet, secti
     verdicts = verdict_stage(rd, iteration, f"{name}_verdicts", f"{name}/verdicts.jsonl", samples, test,
                              verifier.max_error_rate, annotate=partial(add_answers, verifier.math) if test.domain == "math" else None)
 
+    code_maj = test.domain == "code" and section.n > 0 and section.maj_k > 0
+    if code_maj:  # maj@k for code: programs vote by their outputs on the problem's inputs (rest_em/behaviour.py)
+        from rest_em.behaviour import add_behaviour_answers, behaviour_stage, votes_by_behaviour
+
+        code_maj = votes_by_behaviour(test)
+        if code_maj:
+            behaviour = behaviour_stage(rd, iteration, test, samples, verdicts, section.maj_k)
+        else:
+            logger.warning("%s: no maj@%d: its tests have no inputs of their own to run programs on (humaneval or "
+                           "assert tests)", name, section.maj_k)
+
     def score() -> tuple[dict[str, Any], dict[str, Any]]:
         start = time.monotonic()
-        maj_k = section.maj_k if test.domain == "math" and section.maj_k else None
-        equivalent = getattr(test.verifier.get(), "equivalent_batch", None) if maj_k else None
-        if maj_k and equivalent is None:
-            logger.warning("the verifier cannot compare answers: maj@%d groups identical answer strings only", maj_k)
-        metrics = compute_metrics(eval_records(test.problems, verdicts), section.k_list if section.n else [], maj_k,
+        maj_k = section.maj_k if (test.domain == "math" or code_maj) and section.maj_k else None
+        votes = verdicts
+        if code_maj:
+            from rest_em.behaviour import INPUTS
+
+            votes = add_behaviour_answers(verdicts, behaviour)
+            equivalent = None  # the same outputs on every input: one group
+        else:
+            equivalent = getattr(test.verifier.get(), "equivalent_batch", None) if maj_k else None
+            if maj_k and equivalent is None:
+                logger.warning("the verifier cannot compare answers: maj@%d groups identical answer strings only", maj_k)
+        metrics = compute_metrics(eval_records(test.problems, votes), section.k_list if section.n else [], maj_k,
                                   equivalent)
+        if code_maj:
+            metrics["maj_by"] = f"behaviour: programs grouped by their outputs on {INPUTS}"
         metrics["iteration"] = iteration
         metrics["reasons"] = reason_counts(verdicts)  # why samples failed (wrong_answer, timeout, ...)
         logger.info("%s %d: %s", name, iteration, {k: v for k, v in metrics.items() if "@" in k})

@@ -19,6 +19,10 @@ solved.
 pass nor fail: such samples are left out (``n`` counts pass + fail only), a problem with fewer than
 ``k`` valid samples is left out of pass@k (counted under ``excluded``), and a problem whose greedy
 verdict is an error is left out of greedy pass@1. Every metric reports how many problems it covers.
+
+**Per-problem values** (``per_problem``: one row per problem, ``{problem_id, level, greedy_pass@1,
+pass@k, maj@k}``, ``None`` where left out) are what every metric averages; ``rest_em.intervals``
+resamples them for the report's intervals and paired differences.
 """
 
 from __future__ import annotations
@@ -97,7 +101,7 @@ def _equivalence_table(records: Sequence[EvalRecord], maj_k: int, equivalent: Eq
 def compute_metrics(
     records: Sequence[EvalRecord], k_list: Sequence[int], maj_k: int | None, equivalent: Equivalent | None
 ) -> dict:
-    """Overall metrics plus ``by_level``; ``maj_k`` None skips maj@k (e.g. code tasks)."""
+    """Overall metrics plus ``by_level`` and ``per_problem``; ``maj_k`` None skips maj@k."""
     table = _equivalence_table(records, maj_k, equivalent) if maj_k else {}
 
     def same(a: str, b: str) -> bool:
@@ -136,6 +140,7 @@ def compute_metrics(
     result = summarize([row for _, row in per_problem])
     result["by_level"] = {lv: summarize(rows) for lv, rows in sorted(by_level.items(), key=lambda kv: _level_key(kv[0]))}
     result["verdicts"] = _verdict_counts(records)
+    result["per_problem"] = [{"problem_id": r.problem_id, "level": r.level, **row} for r, row in per_problem]
     return result
 
 

@@ -83,7 +83,9 @@ def m_step(
     result = trainer.train(init, rows, checkpoint)
     rd.mark(iteration, stage, {"skipped": False, "base_model": str(init), "steps": result.steps,
                                  "train_loss": result.train_loss, "seconds": result.seconds,
-                                 "tokens_per_s": result.tokens_per_s, "num_examples": result.num_examples})
+                                 "tokens_per_s": result.tokens_per_s, "num_examples": result.num_examples,
+                                 "tokens_trained": result.tokens_trained,
+                                 "supervised_tokens_trained": result.supervised_tokens_trained})
     logger.info("M-step %d: %d examples, %d steps, loss %s, %.0f s", iteration, result.num_examples, result.steps,
                 result.train_loss, result.seconds)
     return MStepResult(checkpoint, False)

@@ -80,12 +80,17 @@ def collect(run_dir: Path, cfg: dict[str, Any] | None = None) -> dict[str, Any]:
             or None,
         })
     ev = cfg.get("eval", {})
-    return {"run": cfg.get("run", {}).get("name"), "run_dir": str(run_dir), "task": cfg.get("task", {}).get("name"),
+    data = {"run": cfg.get("run", {}).get("name"), "run_dir": str(run_dir), "task": cfg.get("task", {}).get("name"),
             "algorithm": cfg.get("algorithm", "rest_em"),
             "transfer_task": cfg.get("task", {}).get("transfer", {}).get("name"),
             "model": cfg.get("model", {}).get("path"), "k_list": ev.get("k_list", []) if ev.get("n") else [],
             "maj_k": ev.get("maj_k") if ev.get("n") else None, "iterations": entries,
             "data": _load_json(run_dir / "data.json")}  # task dataset: rows read and skipped (rest_em/tasks/dataset.py)
+    add_uncertainty(data, run_dir)  # intervals and paired differences (rest_em/intervals.py)
+    from rest_em.compute import add_compute
+
+    add_compute(data, run_dir, cfg)  # tokens, verifier calls, FLOPs, seconds per iteration
+    return data
 
 
 def _policy_name(run_dir: Path, path: str | None) -> str:
@@ -129,7 +134,7 @@ def render_markdown(data: dict[str, Any], algorithm_lines: list[str] | None = No
         m, ts, tm = e["eval"] or {}, e["train_set"], e["timing"]
         errors = sum(c.get("error", 0) for c in m.get("verdicts", {}).values()) if m else None
         lines.append(
-            f"| {e['iteration']} | {e['policy']} | " + " | ".join(_pct(m.get(k)) for k in keys)
+            f"| {e['iteration']} | {e['policy']} | " + " | ".join(_pct_ci(m, k) for k in keys)
             + f" | {'—' if errors is None else errors} | {_pct(ts['coverage']) if ts else '—'} | {ts['sft_size'] if ts else '—'}"
             + f" | {'/'.join(str(ts['verdicts'].get(o, 0)) for o in ('pass', 'fail', 'error')) if ts else '—'}"
             + f" | {_secs(tm['estep_sampling_s'], tm['estep_tokens_per_s'])} | {_secs(tm['mstep_s'], tm['mstep_tokens_per_s'])}"
@@ -138,15 +143,19 @@ def render_markdown(data: dict[str, Any], algorithm_lines: list[str] | None = No
               "|" + "---|" * (len(keys) + 3)]
     for e in data["iterations"]:
         for level, m in ((e["eval"] or {}).get("by_level") or {}).items():
-            lines.append(f"| {e['iteration']} | {level} | {m['num_problems']} | " + " | ".join(_pct(m.get(k)) for k in keys) + " |")
+            lines.append(f"| {e['iteration']} | {level} | {m['num_problems']} | " + " | ".join(_pct_ci(m, k) for k in keys) + " |")
     if data["transfer_task"]:
         lines += ["", f"## Transfer set: `{data['transfer_task']}`", "", "| iter | problems | " + " | ".join(keys) + " |",
                   "|" + "---|" * (len(keys) + 2)]
         for e in data["iterations"]:
             m = e["transfer"] or {}
-            lines.append(f"| {e['iteration']} | {m.get('num_problems', '—')} | " + " | ".join(_pct(m.get(k)) for k in keys) + " |")
+            lines.append(f"| {e['iteration']} | {m.get('num_problems', '—')} | " + " | ".join(_pct_ci(m, k) for k in keys) + " |")
     lines += algorithm_lines or []
     lines += _data_lines(data.get("data"))
+    lines += uncertainty_lines(data)
+    from rest_em.compute import compute_markdown
+
+    lines += compute_markdown(data)
     lines += _reason_lines(data)
     notes = [n for e in data["iterations"] for n in e["notes"]]
     if notes:
@@ -165,6 +174,112 @@ def _data_lines(info: dict[str, Any] | None) -> list[str]:
     ids = info.get("skipped_ids") or []
     if ids:
         lines.append("Skipped ids: " + ", ".join(map(str, ids[:50])) + (f" and {len(ids) - 50} more" if len(ids) > 50 else "") + ".")
+    return lines
+
+
+# --- intervals and paired differences (rest_em/intervals.py) ---------------------------------
+
+
+def _per_problem_from_verdicts(run_dir: Path, iteration: int, split: str) -> list[dict[str, Any]] | None:
+    """Per-problem greedy pass@1 and pass@k rebuilt from ``verdicts.jsonl`` for metrics.json files written
+    before they kept ``per_problem`` (no levels, no maj@k: those need the problems and the verifier)."""
+    from rest_em.metrics import EvalRecord, compute_metrics
+    from verifiers.io import read_jsonl
+
+    path = RunDir(run_dir).iter_dir(iteration) / split / "verdicts.jsonl"
+    if not path.exists():
+        return None
+    records: dict[str, EvalRecord] = {}
+    for _, v in sorted(read_jsonl(path), key=lambda nv: (nv[1]["mode"], nv[1]["sample_idx"])):
+        r = records.setdefault(v["problem_id"], EvalRecord(v["problem_id"], None))
+        if v["mode"] == "greedy":
+            r.greedy = v["verdict"]
+        else:
+            r.samples.append((v["verdict"], None))
+    k_list = [k for k in _k_list_of(run_dir) if all(len(r.samples) >= k for r in records.values())]
+    return compute_metrics(list(records.values()), k_list, None, None)["per_problem"]
+
+
+def _k_list_of(run_dir: Path) -> list[int]:
+    cfg = yaml.safe_load((Path(run_dir) / "config.yaml").read_text(encoding="utf-8")) or {}
+    ev = cfg.get("eval", {})
+    return list(ev.get("k_list", [])) if ev.get("n") else []
+
+
+def add_uncertainty(data: dict[str, Any], run_dir: Path) -> None:
+    """In place: every evaluation's ``intervals`` (and its ``by_level`` rows'), each iteration's ``paired``
+    differences against iteration 0 and the previous iteration (test split), and ``intervals_method``."""
+    from rest_em import intervals
+
+    data["intervals_method"] = intervals.method()
+    keys = metric_keys(data)
+    for e in data["iterations"]:
+        for split in ("eval", "transfer"):
+            m = e.get(split)
+            if not m:
+                continue
+            if "per_problem" not in m:
+                rebuilt = _per_problem_from_verdicts(run_dir, e["iteration"], split)
+                if rebuilt is not None:
+                    m["per_problem"] = rebuilt
+                    m["per_problem_rebuilt_from_verdicts"] = True
+            intervals.add_intervals(m, keys)
+    by_t = {e["iteration"]: e for e in data["iterations"]}
+    for e in data["iterations"]:
+        t = e["iteration"]
+        e["paired"] = {}
+        for name, other in (("vs_iteration_0", 0), ("vs_previous", t - 1)):
+            if t == 0 or other not in by_t or (name == "vs_previous" and other == 0):
+                continue
+            e["paired"][name] = paired_metrics(by_t[other].get("eval"), e.get("eval"), keys)
+
+
+def paired_metrics(a: dict[str, Any] | None, b: dict[str, Any] | None, keys: list[str]) -> dict[str, Any]:
+    """Metric -> ``b - a`` with its paired bootstrap interval, over the problems both evaluated."""
+    from rest_em.intervals import metric_values, paired_difference
+
+    if not a or not b or not a.get("per_problem") or not b.get("per_problem"):
+        return {}
+    out = {}
+    for k in keys:
+        d = paired_difference(metric_values(a["per_problem"], k), metric_values(b["per_problem"], k))
+        if d is not None:
+            out[k] = d
+    return out
+
+
+def _pct_ci(m: dict[str, Any], key: str) -> str:
+    """``34.4 [21.9, 46.9]``: the figure and its interval in percent (the figure alone where none)."""
+    ci = (m.get("intervals") or {}).get(key)
+    return _pct(m.get(key)) + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
+
+
+def _signed(d: dict[str, Any] | None) -> str:
+    if not d:
+        return "—"
+    lo, hi = d["interval"]
+    return f"{100 * d['diff']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]" + (" \\*" if d["significant"] else "")
+
+
+def uncertainty_lines(data: dict[str, Any]) -> list[str]:
+    """The report's interval method and the paired differences between iterations (lines)."""
+    from rest_em.intervals import describe
+
+    keys = metric_keys(data)
+    lines = ["", "## Uncertainty", "",
+             f"Figures in brackets are {describe(data['intervals_method'])}: how far a figure can move when the test "
+             "problems are redrawn. Paired differences (percentage points) compare two evaluations problem by problem "
+             "(the same test problems); \\* marks an interval that excludes 0."]
+    maj_by = next((e[s]["maj_by"] for e in data["iterations"] for s in ("eval", "transfer") if (e.get(s) or {}).get("maj_by")), None)
+    if maj_by:
+        lines[-1] += f" maj@k of programs votes by {maj_by}; programs that crash or time out do not vote."
+    rows = [(e["iteration"], name, e["paired"].get(name)) for e in data["iterations"]
+            for name in ("vs_iteration_0", "vs_previous") if (e.get("paired") or {}).get(name)]
+    if rows:
+        lines += ["", "| iter | against | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 2)]
+        for t, name, diffs in rows:
+            against = "iteration 0" if name == "vs_iteration_0" else f"iteration {t - 1}"
+            lines.append(f"| {t} | {against} | " + " | ".join(_signed(diffs.get(k)) for k in keys) + " |")
     return lines
 
 
@@ -221,9 +336,9 @@ def plot(data: dict[str, Any], path: Path) -> None:
                    if e.get(split) and e[split].get(key) is not None]
             if pts:
                 label = key if split == "eval" else f"{key} ({data['transfer_task']})"
-                ax.plot(*zip(*pts), style, label=label)
+                ax.errorbar(*zip(*pts), yerr=_yerr(data, split, key), fmt=style, label=label, capsize=3, elinewidth=0.8)
     ax.set_xlabel("iteration (0 = base model)")
-    ax.set_ylabel("percent")
+    ax.set_ylabel("percent (bars: 95% bootstrap interval over test problems)")
     ax.set_title(f"ReST-EM: {data['task']}")
     ax.set_xticks([e["iteration"] for e in data["iterations"]])
     ax.grid(alpha=0.3)
@@ -233,6 +348,19 @@ def plot(data: dict[str, Any], path: Path) -> None:
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
     tmp.replace(path)
+
+
+def _yerr(data: dict[str, Any], split: str, key: str) -> list[list[float]]:
+    """Error bars (percent below, above) of the plotted points from their intervals (0 where none)."""
+    lows, highs = [], []
+    for e in data["iterations"]:
+        m = e.get(split)
+        if not m or m.get(key) is None:
+            continue
+        ci = (m.get("intervals") or {}).get(key)
+        lows.append(100 * (m[key] - ci[0]) if ci else 0.0)
+        highs.append(100 * (ci[1] - m[key]) if ci else 0.0)
+    return [[max(x, 0.0) for x in lows], [max(x, 0.0) for x in highs]]
 
 
 def write_report(run_dir: Path) -> Path:

@@ -101,6 +101,8 @@ class TrainResult:
     tokens_per_s: float  # supervised + prompt tokens processed per second of training
     num_examples: int
     loss_curve: list[tuple[int, float]] = field(default_factory=list)  # (step, train loss) as logged
+    tokens_trained: int | None = None  # prompt + completion tokens of the forward passes, times the epochs run
+    supervised_tokens_trained: int | None = None  # of those, the tokens that carry the loss
 
 
 def train(base_model_path: str, examples: Sequence[dict], config: TrainConfig, output_dir: str) -> TrainResult:

@@ -352,6 +352,8 @@ def run_training(base_model_path: str, examples: Sequence[dict], config: TrainCo
         tokens_per_s=tokens_seen / max(train_seconds, 1e-9),
         num_examples=len(train_rows),
         loss_curve=[(int(e["step"]), float(e["loss"])) for e in trainer.state.log_history if "loss" in e and "step" in e],
+        tokens_trained=int(tokens_seen),
+        supervised_tokens_trained=int(stats.num_label_tokens * float(trainer.state.epoch or 0.0)),
     )
     logger.info(
         "M-step done: %d steps, train loss %s, %.1fs (%.0f tokens/s) -> %s",

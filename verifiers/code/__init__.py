@@ -269,6 +269,58 @@ class CodeVerifier:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="code-verify") as ex:
             return list(ex.map(lambda it: self.verify_one(it, pool), items))
 
+    # ---------------------------------------------------------------------------------- behaviour
+
+    def behaviour_one(self, item: CodeItem, pool: Any = None) -> tuple[tuple[str, ...] | None, str]:
+        """What the candidate's program does on its tests' inputs, the expected outputs never looked at:
+        ``(outputs, "ok")`` with one entry per input (stdio: the stdout's whitespace-separated tokens joined
+        by one space; call: the return value as canonical JSON of ``sandbox.wire``'s plain data), or
+        ``(None, why)`` when it has no code, crashes, times out or hits a limit on any input, returns
+        something that is not plain data, the sandbox is unavailable, or the test style has no inputs of
+        its own (``humaneval``, ``assert``: their inputs live inside the test code). Behaviour-based
+        maj@k (AlphaCode, CodeT) votes on these."""
+        import json
+
+        if item.style not in ("stdio", "call"):
+            return None, f"no_inputs ({item.style} tests)"
+        code = extract_code(item.response, self.config.extraction)
+        if not code.strip():
+            return None, "no_code"
+        pool = pool or self._get_pool()
+        if pool is None:
+            return None, "sandbox_unavailable"
+        from sandbox.pool import SandboxError, SandboxUnavailable
+
+        try:
+            reply = pool.run(build_job(item, code, self._limits()), timeout_s=self.config.timeout_per_problem_s)
+        except (SandboxError, SandboxUnavailable) as exc:
+            return None, f"sandbox: {str(exc)[:200]}"
+        n = len(item.tests["inputs"])
+        tests = reply.get("tests", [])
+        if item.style == "stdio":
+            if len(tests) != n or any(t["status"] != "ok" for t in tests):
+                bad = next((t["status"] for t in tests if t["status"] != "ok"), "incomplete")
+                return None, bad
+            return tuple(" ".join(t.get("stdout", "").split()) for t in tests), "ok"
+        if (reply.get("load") or {}).get("status") not in (None, "ok"):
+            return None, str(reply["load"]["status"])
+        if reply.get("stop") != "done" or len(tests) != n or any(t["status"] != "ok" for t in tests):
+            return None, next((t["status"] for t in tests if t["status"] != "ok"), str(reply.get("stop")))
+        if any(t.get("unencodable") for t in tests):
+            return None, "not_plain_data"
+        return tuple(json.dumps(t["value"], sort_keys=True) for t in tests), "ok"
+
+    def behaviour_batch(self, items: Sequence[CodeItem]) -> list[tuple[tuple[str, ...] | None, str]]:
+        """``behaviour_one`` of every item, in order, concurrently across the pool."""
+        if not items:
+            return []
+        pool = self._get_pool()
+        if pool is None:
+            return [(None, "sandbox_unavailable") for _ in items]
+        workers = max(1, min(len(items), pool.config.resolved_size))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="code-behaviour") as ex:
+            return list(ex.map(lambda it: self.behaviour_one(it, pool), items))
+
     def health(self) -> dict[str, Any]:
         """Pool state: containers alive, jobs run, containers replaced (or why there is no pool)."""
         if self._pool is None:
