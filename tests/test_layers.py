@@ -81,7 +81,8 @@ def layer_of(module: str, layers: list[list[str]]) -> int:
     best, found = -1, -1
     for i, prefixes in enumerate(layers):
         for p in prefixes:
-            if (module == p or module.startswith(p + ".")) and len(p) > best:
+            covers = module == p or (p != "rest_em" and module.startswith(p + "."))  # `rest_em`: the root module only
+            if covers and len(p) > best:
                 best, found = len(p), i
     return found
 
