@@ -33,6 +33,7 @@ ENTRY_POINT_GROUP = "rest_em.algorithms"
 
 _found: dict[str, Any] = {}  # name -> algorithm class
 _loaded_sources: set[str] = set()  # modules and plugin files already searched
+_plugin_names: dict[str, str] = {}  # plugin spec (a resolved file path or a module name) -> the algorithm it adds
 
 
 class RegistryError(ValueError):
@@ -49,14 +50,15 @@ def _add(cls: Any, where: str) -> None:
     _found[name] = cls
 
 
-def _search_module(module_name: str) -> None:
+def _search_module(module_name: str) -> Any:
     if module_name in _loaded_sources:
-        return
+        return None
     _loaded_sources.add(module_name)
     module = importlib.import_module(module_name)
     cls = getattr(module, "ALGORITHM", None)
     if cls is not None:
         _add(cls, module_name)
+    return cls
 
 
 def _search_file(path: Path) -> None:
@@ -81,6 +83,7 @@ def _search_file(path: Path) -> None:
     if cls is None:
         raise RegistryError(f"plugin {path}: it sets no module-level `ALGORITHM = <class>`")
     _add(cls, str(path))
+    _plugin_names[key] = cls.name
 
 
 def _builtin() -> None:
@@ -107,24 +110,36 @@ def _entry_points() -> None:
         _add(getattr(target, "ALGORITHM", target), key)
 
 
-def load_plugins(plugins: Iterable[str] = ()) -> None:
-    """Search the built-in package, the entry points and ``plugins`` (each once per process)."""
+def load_plugins(plugins: Iterable[str] = ()) -> list[str]:
+    """Search the built-in package, the entry points and ``plugins`` (each once per process); the names of the
+    algorithms that ``plugins`` add."""
     _builtin()
     _entry_points()
+    names = []
     for spec in plugins:
         if spec.endswith(".py") or "/" in spec or "\\" in spec:
-            _search_file(Path(spec).expanduser())
+            path = Path(spec).expanduser()
+            _search_file(path)
+            names.append(_plugin_names[str(path.resolve())])
         else:
             try:
-                _search_module(spec)
+                cls = _search_module(spec)
             except ModuleNotFoundError as exc:
                 raise RegistryError(f"plugin {spec!r}: no such module ({exc})") from None
+            if cls is not None:
+                _plugin_names[spec] = cls.name
+            if spec not in _plugin_names:
+                raise RegistryError(f"plugin {spec!r}: it sets no module-level `ALGORITHM = <class>`")
+            names.append(_plugin_names[spec])
+    return names
 
 
 def algorithms(plugins: Iterable[str] = ()) -> dict[str, Any]:
-    """Every algorithm found: name -> class, sorted by name."""
-    load_plugins(plugins)
-    return dict(sorted(_found.items()))
+    """The algorithms of this package and the installed entry points, plus those that ``plugins`` add: name ->
+    class, sorted by name. A plugin loaded for another config in this process is not among them."""
+    own = set(load_plugins(plugins))
+    others = set(_plugin_names.values()) - own
+    return dict(sorted((name, cls) for name, cls in _found.items() if name not in others))
 
 
 def names(plugins: Iterable[str] = ()) -> list[str]:
