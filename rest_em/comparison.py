@@ -29,7 +29,8 @@ TEST_SET_KEYS = ("task.name", "task.test_path", "task.hub_name", "task.num_test"
 STAGE_GROUPS = {
     "E-step": ("samples", "verdicts"),
     "M-step": ("filter", "dataset", "sft_train", "train"),
-    "eval": ("eval_samples", "eval_verdicts", "eval", "transfer_samples", "transfer_verdicts", "transfer"),
+    "eval": ("eval_samples", "eval_verdicts", "eval_behaviour", "eval", "transfer_samples", "transfer_verdicts",
+             "transfer_behaviour", "transfer"),
 }
 
 

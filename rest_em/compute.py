@@ -15,7 +15,8 @@ rebuilds it. Per iteration:
 - ``flops``: ``2 N`` per sampled token plus ``6 N`` per trained token (forward 2N, backward 4N; the
   standard dense-transformer estimate, attention and prompt prefill left out), ``N`` the model's
   parameter count; ``cumulative_flops`` adds the iterations up to this one, iteration 0 included.
-- ``seconds``: wall seconds of every finished stage, by stage name.
+- ``seconds``: wall seconds of every finished stage, by stage name (``eval_behaviour``: the code
+  programs run for maj@k).
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ SAMPLE_STAGES_ESTEP = ("samples",)
 SAMPLE_STAGES_EVAL = ("eval_samples", "transfer_samples")
 VERDICT_STAGES = ("verdicts", "eval_verdicts", "transfer_verdicts")
 TRAIN_STAGES = ("sft_train", "train")  # DPO's SFT start, then the M-step
-STAGES = ("samples", "verdicts", "filter", "dataset", "sft_train", "train", "eval_samples", "eval_verdicts", "eval",
-          "transfer_samples", "transfer_verdicts", "transfer")
+STAGES = ("samples", "verdicts", "filter", "dataset", "sft_train", "train", "eval_samples", "eval_verdicts",
+          "eval_behaviour", "eval", "transfer_samples", "transfer_verdicts", "transfer_behaviour", "transfer")
 
 
 def safetensors_parameters(model_dir: Path) -> int | None:

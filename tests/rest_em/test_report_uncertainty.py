@@ -78,6 +78,7 @@ def test_compute_accounting_per_iteration(tmp_path):
     rd.mark(2, "eval_samples", {"seconds": 12.0, "tokens": 300})
     rd.mark(2, "verdicts", {"seconds": 3.0, "counts": {"pass": 3, "fail": 10, "error": 2}})
     rd.mark(2, "eval_verdicts", {"seconds": 1.0, "counts": {"pass": 4, "fail": 8, "error": 0}})
+    rd.mark(2, "eval_behaviour", {"seconds": 2.5, "programs_run": 8})
     rd.mark(2, "train", {"skipped": False, "seconds": 95.0, "tokens_per_s": 800.0, "tokens_trained": 5000,
                          "supervised_tokens_trained": 2000})
     data = collect(root)
@@ -87,7 +88,7 @@ def test_compute_accounting_per_iteration(tmp_path):
     assert c["tokens_trained"] == 5000 and c["supervised_tokens_trained"] == 2000
     assert c["verifier_calls"] == 27
     assert c["flops"] == 2 * 205 * 1300 + 6 * 205 * 5000
-    assert c["seconds"]["train"] == 95.0 and c["seconds"]["samples"] == 30.0
+    assert c["seconds"]["train"] == 95.0 and c["seconds"]["samples"] == 30.0 and c["seconds"]["eval_behaviour"] == 2.5
     assert data["iterations"][1]["compute"]["tokens_trained"] is None  # skipped M-step trained nothing
     assert c["cumulative_flops"] == sum(e["compute"]["flops"] or 0 for e in data["iterations"])
     md = write_report(root).read_text()
