@@ -17,9 +17,9 @@ A check past ``--timeout-s`` is re-graded once at the end (both tools); a second
 "did not pass".
 
 Per category it prints the rewrite pass rate, or the perturbation false-pass rate, of both tools;
-then the overall figures. Targets: false-pass rate at most 0.1% overall and never above raw
-Math-Verify's in any category; rewrite pass rate at least 99% overall and above raw Math-Verify's.
-It exits 1 when a target is missed.
+then the overall figures. Targets: false-pass rate 0.00% in every perturbation category; rewrite
+pass rate at least 99.9% overall, above raw Math-Verify's, and not below it in any category. It exits
+1 when a target is missed.
 
     .venv/bin/python benchmarks/bench_math_accuracy.py --pairs tests/data/math_pairs.jsonl
 
@@ -124,23 +124,21 @@ def summarize(cases: list[Case], ours: list[bool], raw: list[bool]) -> dict[str,
 
 
 def check_targets(table: dict[str, dict], rewrite_above_raw: bool = True) -> list[str]:
-    """The targets that are missed, in words (empty when all are met). ``rewrite_above_raw=False``
-    accepts an overall rewrite pass rate equal to raw Math-Verify's (a sample where both reach 100%)."""
+    """The targets that are missed, in words (empty when all are met): no false pass in any
+    perturbation category (0.00%), rewrites passing at least 99.9% overall and never below raw
+    Math-Verify in a category. ``rewrite_above_raw=False`` accepts an overall rewrite pass rate equal to
+    raw Math-Verify's (a sample where both reach 100%)."""
     missed = []
     for row in table.values():
         name = f"{row['kind']} {row['category']}"
-        if row["kind"] == PERTURBATION and row["ours"] > row["raw"]:
-            missed.append(f"{name}: false-pass {row['ours']:.2f}% above raw Math-Verify's {row['raw']:.2f}%")
+        if row["kind"] == PERTURBATION and row["category"] != "ALL" and row["ours"] > 0:
+            missed.append(f"{name}: false-pass {row['ours']:.2f}% (raw Math-Verify {row['raw']:.2f}%): must be 0.00%")
         if row["kind"] == REWRITE and row["category"] != "ALL" and row["ours"] < row["raw"]:
             missed.append(f"{name}: pass rate {row['ours']:.2f}% below raw Math-Verify's {row['raw']:.2f}%")
-    p = table.get(f"{PERTURBATION}:ALL")
     r = table.get(f"{REWRITE}:ALL")
-    if p and p["ours"] > 0.1:
-        missed.append(f"overall false-pass {p['ours']:.3f}% above 0.1%")
-    if r and (r["ours"] < 99.0 or r["ours"] < r["raw"] or (rewrite_above_raw and r["ours"] <= r["raw"])):
-        missed.append(f"overall rewrite pass rate {r['ours']:.2f}% (raw {r['raw']:.2f}%): needs >= 99% and above raw")
+    if r and (r["ours"] < 99.9 or r["ours"] < r["raw"] or (rewrite_above_raw and r["ours"] <= r["raw"])):
+        missed.append(f"overall rewrite pass rate {r['ours']:.2f}% (raw {r['raw']:.2f}%): needs >= 99.9% and above raw")
     return missed
-
 
 def read_pairs(path: Path) -> list[dict]:
     """The labelled pairs of a jsonl file; a row without reference, response or a boolean label is an error."""

@@ -79,6 +79,9 @@ _UNICODE: list[tuple[re.Pattern[str], str]] = [
     (re.compile("\u2265"), r"\\geq "),
     (re.compile("\u2260"), r"\\neq "),
     (re.compile("\u221a\\s*(\\d+|[a-zA-Z])"), r"\\sqrt{\1}"),
+    (re.compile("[\u20ac\u00a3\u00a5\u20b9]"), ""),  # euro, pound, yen, rupee signs (the dollar sign is below)
+    (re.compile("\u00bd"), " 1/2"), (re.compile("\u2153"), " 1/3"), (re.compile("\u2154"), " 2/3"),
+    (re.compile("\u00bc"), " 1/4"), (re.compile("\u00be"), " 3/4"),
     (re.compile("\u00b2"), "^2"),
     (re.compile("\u00b3"), "^3"),
 ]
