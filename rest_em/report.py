@@ -75,6 +75,7 @@ def collect(run_dir: Path, cfg: dict[str, Any] | None = None) -> dict[str, Any]:
             },
             "notes": notes,
             "estep_reasons": _estep_reasons(run_dir, t),
+            "extracted_by": _extracted_by(run_dir, t),
             # the M-step's own rows where the algorithm has them (rest_em/algorithms/): counts by source, pairs
             "dataset": {k: v for k, v in (rd.info(t, "dataset") or {}).items() if k not in ("finished_at", "seconds")}
             or None,
@@ -157,6 +158,7 @@ def render_markdown(data: dict[str, Any], algorithm_lines: list[str] | None = No
 
     lines += compute_markdown(data)
     lines += _reason_lines(data)
+    lines += _extraction_lines(data)
     notes = [n for e in data["iterations"] for n in e["notes"]]
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
@@ -292,6 +294,36 @@ def _estep_reasons(run_dir: Path, iteration: int) -> dict[str, dict[str, int]] |
 
     path = RunDir(run_dir).iter_dir(iteration) / "verdicts.jsonl"
     return reason_counts([row for _, row in read_jsonl(path)]) if path.exists() else None
+
+
+def _extracted_by(run_dir: Path, iteration: int) -> dict[str, dict[str, int]] | None:
+    """Per stage (E-step, eval, transfer): how many math answers each extraction policy found (``extracted_by``
+    of the verdict rows: ``last_boxed``, ``whole_response``, ``last_math`` for a short wrapper, ...)."""
+    from verifiers.io import read_jsonl
+
+    d = RunDir(run_dir).iter_dir(iteration)
+    out: dict[str, dict[str, int]] = {}
+    for stage, path in (("E-step", d / "verdicts.jsonl"), ("eval", d / "eval" / "verdicts.jsonl"),
+                        ("transfer", d / "transfer" / "verdicts.jsonl")):
+        if path.exists():
+            counts: dict[str, int] = {}
+            for _, row in read_jsonl(path):
+                if row.get("extracted_by"):
+                    counts[row["extracted_by"]] = counts.get(row["extracted_by"], 0) + 1
+            if counts:
+                out[stage] = dict(sorted(counts.items()))
+    return out or None
+
+
+def _extraction_lines(data: dict[str, Any]) -> list[str]:
+    rows = [(e["iteration"], stage, c) for e in data["iterations"] for stage, c in (e.get("extracted_by") or {}).items()]
+    if not rows:
+        return []
+    cols = sorted({k for _, _, c in rows for k in c})
+    lines = ["", "## How answers were extracted (math verdicts)", "",
+             "| iter | stage | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 2)]
+    lines += [f"| {t} | {stage} | " + " | ".join(str(c.get(k, 0)) for k in cols) + " |" for t, stage, c in rows]
+    return lines
 
 
 def _reason_lines(data: dict[str, Any]) -> list[str]:

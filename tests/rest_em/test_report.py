@@ -70,3 +70,20 @@ def test_report_command_regenerates(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == f"report is at {root / 'report.md'}"
     assert (root / "report.json").exists() and (root / "metrics.png").exists()
     assert main(["report", str(tmp_path / "nothing")]) == 2
+
+
+def test_the_report_counts_how_answers_were_extracted(tmp_path):
+    from rest_em.report import _extracted_by, _extraction_lines
+
+    d = tmp_path / "iter_01" / "eval"
+    d.mkdir(parents=True)
+    rows = [{"problem_id": "a", "sample_idx": 0, "mode": "greedy", "verdict": "pass", "reason": "correct",
+             "extracted_by": "last_math"},
+            {"problem_id": "b", "sample_idx": 0, "mode": "greedy", "verdict": "fail", "reason": "wrong_answer",
+             "extracted_by": "last_boxed"},
+            {"problem_id": "c", "sample_idx": 0, "mode": "greedy", "verdict": "fail", "reason": "no_answer"}]
+    (d / "verdicts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    counts = _extracted_by(tmp_path, 1)
+    assert counts == {"eval": {"last_boxed": 1, "last_math": 1}}
+    lines = _extraction_lines({"iterations": [{"iteration": 1, "extracted_by": counts}]})
+    assert "| iter | stage | last_boxed | last_math |" in lines and "| 1 | eval | 1 | 1 |" in lines
