@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from rest_em.verification import VerifiedSample
 
 # Tasks whose train problems carry a reference solution (Problem.solution) that a model could have written.
-REFERENCE_TASKS = ("arithmetic", "math", "gsm8k", "code_embedded", "apps", "mbpp")
+REFERENCE_TASKS = ("arithmetic", "math", "gsm8k", "code_embedded", "apps", "mbpp", "dataset")  # dataset: with task.fields.solution
 
 
 def reference_completion(domain: str, problem: "Problem") -> str | None:
