@@ -53,14 +53,26 @@ def tb_dir(output_dir: Path) -> Path:
     return run_root_of(out) / "tb" / name
 
 
-def trainer_tracking_args(setting: str, output_dir: Path) -> dict:
-    """``report_to`` / ``logging_dir`` / ``run_name`` for ``TrainingArguments`` (and TRL configs)."""
+def trainer_tracking_args(setting: str, output_dir: Path, args_cls=None) -> dict:
+    """``report_to`` (and ``logging_dir`` where ``args_cls``, a ``TrainingArguments`` class, still has it) for
+    the Trainer's arguments and TRL's configs. transformers 5 reads the TensorBoard folder from
+    ``$TENSORBOARD_LOGGING_DIR`` when the Trainer is built, so that is set here too (for this process)."""
+    import os
+
     report_to = resolve_report_to(setting)
     if report_to == "none":
         return {"report_to": "none"}
     logdir = tb_dir(output_dir)
     logdir.mkdir(parents=True, exist_ok=True)
-    return {"report_to": [report_to], "logging_dir": str(logdir), "run_name": f"{run_root_of(output_dir).name}/{logdir.name}"}
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(logdir)
+    os.environ.setdefault("WANDB_PROJECT", "rest-em")
+    kwargs: dict = {"report_to": [report_to], "run_name": f"{run_root_of(output_dir).name}/{logdir.name}"}
+    if args_cls is not None:
+        import dataclasses
+
+        if "logging_dir" in {f.name for f in dataclasses.fields(args_cls)}:
+            kwargs["logging_dir"] = str(logdir)
+    return kwargs
 
 
 def log_metrics(run_root: Path, metrics: Mapping[str, float | int | None], step: int, report_to: str = "auto") -> None:

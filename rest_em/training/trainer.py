@@ -229,7 +229,7 @@ def _training_arguments(config: TrainConfig, scratch: Path, cuda: bool, deepspee
         disable_tqdm=False,
         **_checkpointing_flag(TrainingArguments, config.gradient_checkpointing),
         **precision_flags(config.dtype, cuda, "training.dtype"),
-        **trainer_tracking_args(config.report_to, out),
+        **trainer_tracking_args(config.report_to, out, TrainingArguments),
         **eval_kwargs,
     )
 
