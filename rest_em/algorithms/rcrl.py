@@ -94,7 +94,8 @@ class RCRLTrainer:
 
     def train(self, init: Path, rows: Sequence[dict[str, Any]], output_dir: Path) -> TrainResult:
         start = Path(init) if has_reward_tokens(init) else add_reward_tokens(Path(init), self.work_dir / "rcrl_base")
-        return training.train(str(start), list(rows), self.config, str(output_dir))
+        return training.train(str(start), list(rows), self.config, str(output_dir),
+                              **({"trainable_tokens": REWARD_TOKENS} if self.config.lora.enabled else {}))
 
 
 class _ConditionedSampler:

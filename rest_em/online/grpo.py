@@ -23,11 +23,9 @@ step rows written after that checkpoint are dropped, so no step is counted twice
 
 from __future__ import annotations
 
-import gc
 import importlib.util
 import json
 import logging
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +37,8 @@ from rest_em.policy import Policy, Samplers
 from rest_em.problem_sets import ProblemSet, build_problem_sets
 from rest_em.report import write_report
 from rest_em.rundir import RunDir, read_rows
+from rest_em.training.memory import free_accelerator_memory
+from rest_em.training.publish import publish_files
 from verifiers.io import write_jsonl_atomic
 
 logger = logging.getLogger(__name__)
@@ -121,15 +121,7 @@ def export_checkpoint(src: Path, dst: Path) -> None:
     """Copy the policy (weights, config, tokenizer) of a trainer checkpoint to ``dst``, atomically."""
     if not (src / "config.json").exists():
         raise RuntimeError(f"{src}: the trainer checkpoint is missing (expected after the segment ended)")
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for p in src.iterdir():
-        if p.is_file() and p.name not in TRAINER_STATE_FILES and not p.name.startswith("rng_state"):
-            shutil.copy2(p, tmp / p.name)
-    if dst.exists():
-        shutil.rmtree(dst)
-    tmp.rename(dst)
+    publish_files(src, dst, skip=lambda p: p.name in TRAINER_STATE_FILES or p.name.startswith("rng_state"))
 
 
 # --------------------------------------------------------------------------- the step log
@@ -296,14 +288,7 @@ def train_segment(cfg: Config, base: Path, train: ProblemSet, work: Path, stop_a
 
 
 def free_memory() -> None:
-    gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:
-        pass
+    free_accelerator_memory()
 
 
 def build_trainer(cfg: Config, base: Path, train: ProblemSet, trainer_dir: Path, log: StepLog, stop_at: int) -> Any:

@@ -66,6 +66,11 @@ def split_train_val(examples: Sequence[dict], val_fraction: float, seed: int) ->
     return train, val
 
 
+def _precision_flags(dtype: str, cuda: bool) -> dict:
+    """The flags that are on (``precision.precision_flags`` without the ``False`` entries)."""
+    return {k: v for k, v in precision_flags(dtype, cuda, "training.dtype").items() if v}
+
+
 def _checkpointing_flag(args_cls, enabled: bool) -> dict:
     """transformers 5 renamed gradient_checkpointing to activation_checkpointing (old name deprecated)."""
     import dataclasses
