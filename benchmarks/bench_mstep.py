@@ -43,6 +43,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported, as `rest-em` does (rest_em/cli.py)
 
 ALL_WAYS = ("padded", "today", "shared-same-batches", "shared", "lora", "shared-lora", "deepspeed")
 
