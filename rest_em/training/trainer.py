@@ -98,7 +98,8 @@ def _trainer_class(supervised_only: bool):
                 if inner is model:
                     loss = loss_fn(inner, inputs, num_items_in_batch)
                 else:
-                    # A DDP wrapper syncs gradients only for a forward that went through it: route the call
+                    # A DDP wrapper syncs gradients (a DeepSpeed engine runs its ZeRO bookkeeping) only for a
+                    # forward that went through it: route the call
                     # through the wrapper, with the inner model's forward computing this loss for once.
                     inner.forward = lambda **batch: loss_fn(inner, batch, num_items_in_batch)
                     try:
@@ -259,8 +260,8 @@ def _share_prompts(config: TrainConfig, model, deepspeed_cfg, supervised_only: b
     why = None
     if early_stopping:
         why = "early stopping evaluates unshared rows"
-    elif deepspeed_cfg is not None or not supervised_only:
-        why = "it needs the loss on supervised positions only (plain backend, training.supervised_logits_only)"
+    elif not supervised_only:
+        why = "it needs the loss on supervised positions only (training.supervised_logits_only)"
     elif not supports_shared_mask(model):
         why = (f"attention {getattr(model.config, '_attn_implementation', None)!r} takes no custom 4D mask; "
                "position-id packing instead (varlen kernels)")
@@ -328,7 +329,9 @@ def run_training(base_model_path: str, examples: Sequence[dict], config: TrainCo
         is_main = int(os.environ.get("RANK", "0")) == 0
         if is_main and scratch.exists():
             shutil.rmtree(scratch)
-        supervised_only = config.supervised_logits_only and deepspeed_cfg is None and supports_supervised_loss(model)
+        # Under DeepSpeed too: the loss goes through the engine's forward (see _trainer_class), whose ZeRO hooks
+        # sit on the submodules the decoder calls.
+        supervised_only = config.supervised_logits_only and supports_supervised_loss(model)
         share = _share_prompts(config, model, deepspeed_cfg, supervised_only, bool(val_rows))
         train_items = train_rows
         tokens_processed = stats.num_tokens

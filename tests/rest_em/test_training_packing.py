@@ -140,6 +140,7 @@ def test_flash_attention_keeps_position_id_packing(tiny_model_dir, tokenizer):
     assert not _share_prompts(TrainConfig(), model, None, True, False)
     model.config._attn_implementation = "sdpa"
     assert _share_prompts(TrainConfig(), model, None, True, False)
-    assert not _share_prompts(TrainConfig(), model, {"zero_optimization": {}}, False, False)
+    assert not _share_prompts(TrainConfig(), model, None, False, False)  # no supervised-only loss
+    assert not _share_prompts(TrainConfig(), model, None, True, True)  # early stopping
     with pytest.raises(ValueError, match="needs attention"):
         PromptSharedCollator(True, "flash_attention_2")
