@@ -189,6 +189,75 @@ def matmul_peak(model: Path, tokens: int = 512, repeats: int = 5) -> float:
     return best
 
 
+def paired(args) -> int:
+    """Noise-robust layout ratios: the same batches trained with each layout in turn (ABAB...), in one
+    process, best time of each over ``--paired`` rounds; an optimizer step is part of every timed step.
+
+    Layouts: ``today`` (each completion a packed row of its own), ``shared`` (prompt-shared), each as a
+    full fine-tune and with LoRA. The batches are the ``shared`` way's bundles (whole prompt groups of about
+    ``per_device_batch_size`` rows), so every layout computes the same loss terms: the printed losses must
+    agree to float noise. Printed: seconds per step, supervised tokens/s, tokens read per step, ratio.
+    """
+    import copy
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rest_em.config import load_config
+    from rest_em.tokens import available_cpus, eos_token_ids
+    from rest_em.training import LoRAConfig
+    from rest_em.training.lora import wrap_lora
+    from rest_em.training.packing import PromptSharedCollator, bundle_groups, group_rows, shared_supervised_loss
+    from rest_em.training.sft import supervised_loss, tokenize_examples
+
+    torch.set_num_threads(available_cpus())
+    cfg = load_config(args.config)
+    model_path = Path(args.model) if args.model else cfg.model_path()
+    rows = sft_rows(cfg, model_path, args.problems, args.per_problem)
+    tok = AutoTokenizer.from_pretrained(str(model_path))
+    base = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=torch.float32)
+    base.config.use_cache = False
+    tokenized, stats = tokenize_examples(tok, rows, cfg.training.max_seq_len, eos_token_ids(base, tok)[0])
+    bundles = bundle_groups(group_rows(tokenized), cfg.training.per_device_batch_size, 0)[: args.paired_batches]
+    shared_c, today_c = PromptSharedCollator(True, base.config._attn_implementation), PromptSharedCollator(False)
+    batches = {"today": [today_c([b]) for b in bundles], "shared": [shared_c([b]) for b in bundles]}
+    n_sup = sum(int(b["loss_targets"].numel()) for b in batches["shared"])
+    n_read = {k: sum(int(b["input_ids"].shape[1]) for b in v) for k, v in batches.items()}
+    models = {"full": base, "lora": wrap_lora(copy.deepcopy(base), LoRAConfig(r=args.lora_r))}
+    opts = {k: torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=0.0) for k, m in models.items()}
+    best: dict[tuple[str, str], float] = {}
+    losses: dict[tuple[str, str], float] = {}
+    print(f"paired: {len(bundles)} batches, {n_sup} supervised tokens; tokens read today {n_read['today']}, "
+          f"shared {n_read['shared']} ({n_read['today'] / n_read['shared']:.2f}x fewer); {args.paired} rounds", flush=True)
+    for rnd in range(args.paired):
+        for mk, model in models.items():
+            for layout in ("today", "shared") if rnd % 2 == 0 else ("shared", "today"):
+                t0 = time.perf_counter()
+                total = 0.0
+                for batch in batches[layout]:
+                    fn = shared_supervised_loss if layout == "shared" else supervised_loss
+                    loss = fn(model, batch)
+                    loss.backward()
+                    opts[mk].step()
+                    opts[mk].zero_grad()
+                    total += float(loss.detach())
+                dt = time.perf_counter() - t0
+                key = (mk, layout)
+                best[key] = min(best.get(key, float("inf")), dt)
+                losses[key] = total / len(batches[layout])
+        print(f"  round {rnd + 1}: " + ", ".join(f"{m}/{lay} {best[(m, lay)]:.1f}s" for m, lay in best), flush=True)
+    print("\npaired results (best of rounds; lr 0, so every round computes the same losses)")
+    for (mk, layout), dt in best.items():
+        print(f"  {mk:5s} {layout:7s} {dt / len(bundles):6.2f} s/step  {n_sup / dt:7.1f} supervised tok/s  "
+              f"{n_read[layout] / dt:7.1f} tok/s read  mean loss {losses[(mk, layout)]:.6f}")
+    for mk in models:
+        print(f"  {mk}: shared / today supervised tokens/s = {best[(mk, 'today')] / best[(mk, 'shared')]:.2f}x, "
+              f"loss difference {abs(losses[(mk, 'shared')] - losses[(mk, 'today')]):.1e}")
+    print(f"  lora / full (today layout) = {best[('full', 'today')] / best[('lora', 'today')]:.2f}x")
+    print(f"load average at end: {os.getloadavg()[0]:.1f}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(ROOT / "configs" / "default.yaml"))
@@ -199,11 +268,15 @@ def main() -> int:
     parser.add_argument("--lora-r", type=int, default=16)
     parser.add_argument("--ways", default=",".join(w for w in ALL_WAYS if w != "padded"))
     parser.add_argument("--ds-rows", type=int, default=16, help="rows of the deepspeed way (and of its `today` twin)")
+    parser.add_argument("--paired", type=int, default=0, help="instead: N rounds of the paired layout comparison")
+    parser.add_argument("--paired-batches", type=int, default=6, help="batches per round of --paired")
     parser.add_argument("--way", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--small", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.way:
         return run_one(args)
+    if args.paired:
+        return paired(args)
 
     from rest_em.config import load_config
 
