@@ -77,7 +77,6 @@ def test_lora_trains_the_added_token_rows(tiny_model_dir, tokenizer, tmp_path):
 def test_launched_lora_matches_in_process(tiny_model_dir, tokenizer, tmp_path, monkeypatch):
     """torchrun with 2 CPU processes (per-device batch 2) against one process (batch 4): the same global
     batches, so the same adapter, within float tolerance."""
-    import torch
 
     from rest_em.training.launch import LaunchedTrainer, make_trainer
 
