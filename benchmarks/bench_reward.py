@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
     defaults = ["algorithm=grpo", f"grpo.max_steps={args.steps}", f"grpo.eval_every={args.steps}", "grpo.group_size=8",
                 "grpo.prompts_per_step=2", "grpo.micro_batch_size=4", "sampling.max_tokens=96", "training.learning_rate=1e-5",
-                "grpo.gradient_checkpointing=false", "grpo.report_to=[]"]
+                "grpo.gradient_checkpointing=false", "training.report_to=none"]
     cfg = load_config(args.config, defaults + list(args.overrides))
     if cfg.task.name not in ("code_embedded", "apps", "humaneval", "mbpp"):
         print(f"bench_reward: {cfg.task.name} is not a code task", file=sys.stderr)

@@ -469,7 +469,7 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
     return cfg
 
 
-def renamed_keys(found: dict[str, Any]) -> dict[str, str]:
+def renamed_keys(found: dict[str, Any]) -> dict[str, Any]:
     """Old key -> the key that replaced it: the shared ones, and each algorithm's (``Algorithm.renamed_keys``)."""
     out = dict(RENAMED_KEYS)
     for cls in found.values():
@@ -487,11 +487,16 @@ def migrate(data: dict[str, Any], found: dict[str, Any] | None = None, where: st
     data = copy.deepcopy(data)
     notes = []
     for old, new in renamed_keys(found if found is not None else _algorithms(data.get("plugins") or [])).items():
+        convert = None
+        if isinstance(new, tuple):  # (new key, how an old value becomes a new one)
+            new, convert = new
         o_sec, _, o_key = old.rpartition(".")
         holder = data.get(o_sec) if o_sec else data
         if not isinstance(holder, dict) or o_key not in holder:
             continue
         value = holder.pop(o_key)
+        if convert is not None:
+            value = convert(value.value if isinstance(value, _RawOverride) else value)
         if o_sec and not holder:
             data.pop(o_sec)
         n_sec, _, n_key = new.rpartition(".")

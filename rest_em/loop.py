@@ -28,6 +28,7 @@ from rest_em.problem_sets import build_problem_sets
 from rest_em.report import write_report
 from rest_em.rundir import RunDir
 from rest_em.training.launch import refuse_under_launcher
+from rest_em.training.tracking import log_eval_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def run(cfg: Config) -> Path:
 
     def evaluate_all(t: int, policy: Policy) -> None:
         for test in sets.evals:
-            evaluate(rd, t, algo.condition(policy), test, cfg.eval, cfg.verifier)
+            log_eval_metrics(rd.root, t, test.name, evaluate(rd, t, algo.condition(policy), test, cfg.eval, cfg.verifier), cfg.training.report_to)
         write_report(rd.root)
 
     try:

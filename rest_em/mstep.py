@@ -9,8 +9,9 @@ the base model as ``init``. When the E-step found no correct solution there is n
 the M-step is recorded as skipped (``step.skipped``), and the caller decides what the policy of that
 iteration is (ReST-EM: the base model).
 
-A trainer is anything with ``train(init, rows, output_dir) -> TrainResult``: the in-process SFT trainer
-here, and the seam for other algorithms' M-steps and for a launched multi-process job.
+A trainer is anything with ``train(init, rows, output_dir) -> TrainResult`` (``rest_em.training.base.Trainer``):
+the in-process SFT trainer, other algorithms' M-steps and a launched multi-process job. Whatever the trainer,
+``m_step`` frees the memory it held once it returns or fails (the next sampling engine sizes itself from it).
 """
 
 from __future__ import annotations
@@ -19,34 +20,15 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Sequence
 
-from rest_em import training
 from rest_em.rundir import RunDir
-from rest_em.training import TrainConfig, TrainResult
+from rest_em.training.base import SFTTrainer, Trainer
+from rest_em.training.memory import free_accelerator_memory
+
+__all__ = ["MStepResult", "SFTTrainer", "Trainer", "m_step"]
 
 logger = logging.getLogger(__name__)
-
-
-class Trainer(Protocol):
-    def train(self, init: Path, rows: Sequence[dict[str, Any]], output_dir: Path) -> TrainResult:
-        """Fine-tune ``init`` on ``rows`` into a Hugging Face checkpoint at ``output_dir``."""
-        ...
-
-
-@dataclass(frozen=True)
-class SFTTrainer:
-    """Supervised fine-tuning in this process (``rest_em.training``), plain or DeepSpeed."""
-
-    config: TrainConfig
-
-    def train(self, init: Path, rows: Sequence[dict[str, Any]], output_dir: Path) -> TrainResult:
-        from rest_em.training.memory import free_accelerator_memory
-
-        try:
-            return training.train(str(init), list(rows), self.config, str(output_dir))
-        finally:  # the next sampler in this process needs the GPU memory the trainer held
-            free_accelerator_memory()
 
 
 @dataclass(frozen=True)
@@ -80,7 +62,10 @@ def m_step(
     free_memory()
     if checkpoint.exists():  # left by a run killed after the checkpoint landed but before the marker
         shutil.rmtree(checkpoint)
-    result = trainer.train(init, rows, checkpoint)
+    try:
+        result = trainer.train(init, rows, checkpoint)
+    finally:  # every trainer's model, optimizer and cached GPU blocks, before the next engine starts
+        free_accelerator_memory()
     rd.mark(iteration, stage, {"skipped": False, "base_model": str(init), "steps": result.steps,
                                  "train_loss": result.train_loss, "seconds": result.seconds,
                                  "tokens_per_s": result.tokens_per_s, "num_examples": result.num_examples,

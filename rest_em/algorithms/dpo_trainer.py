@@ -21,22 +21,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from rest_em.training import TrainConfig, TrainResult
+from rest_em.training.precision import precision_flags
+from rest_em.training.publish import publish_model
+from rest_em.training.tracking import trainer_tracking_args
 
 if TYPE_CHECKING:
     from rest_em.algorithms.dpo import DPOSection
 
 logger = logging.getLogger(__name__)
-
-
-def _precision(dtype: str, cuda: bool) -> dict[str, bool]:
-    """Explicit bf16/fp16 flags (TRL's configs default bf16 to on, the project's ``auto`` is fp32 on CPU)."""
-    import torch
-
-    if dtype == "auto":
-        dtype = ("bfloat16" if torch.cuda.is_bf16_supported() else "float16") if cuda else "float32"
-    if dtype == "float16" and not cuda:
-        raise ValueError("training.dtype=float16 needs a GPU; use float32 or bfloat16 on CPU")
-    return {"bf16": dtype == "bfloat16", "fp16": dtype == "float16"}
 
 
 @dataclass(frozen=True)
@@ -79,9 +71,9 @@ class TRLDPOTrainer:
             num_train_epochs=c.num_epochs, per_device_train_batch_size=c.per_device_batch_size,
             gradient_accumulation_steps=c.gradient_accumulation_steps, max_length=c.max_seq_len,
             lr_scheduler_type=c.lr_scheduler, warmup_steps=math.ceil(c.warmup_ratio * total_steps),
-            weight_decay=c.weight_decay, seed=c.seed, data_seed=c.seed, save_strategy="no", report_to=[],
+            weight_decay=c.weight_decay, seed=c.seed, data_seed=c.seed, save_strategy="no", **trainer_tracking_args(c.report_to, out, DPOConfig),
             logging_steps=max(1, steps_per_epoch // 4), dataloader_num_workers=0, use_cpu=not cuda,
-            gradient_checkpointing=c.gradient_checkpointing, **_precision(c.dtype, cuda),
+            gradient_checkpointing=c.gradient_checkpointing, **precision_flags(c.dtype, cuda, "training.dtype"),
         )
         trainer = DPOTrainer(model=model, ref_model=None, args=args, train_dataset=data, processing_class=tokenizer)
         logger.info("DPO M-step: %d pairs, %d steps/epoch x %.2g epochs, beta %s, loss %s", len(rows), steps_per_epoch,
@@ -89,16 +81,7 @@ class TRLDPOTrainer:
         t_train = time.perf_counter()
         output = trainer.train()
         train_seconds = time.perf_counter() - t_train
-        trainer.model.save_pretrained(str(scratch), safe_serialization=True)
-        tokenizer.save_pretrained(str(scratch))
-        for name in ("training_args.bin",):
-            (scratch / name).unlink(missing_ok=True)
-        old = out.with_name(out.name + ".old")
-        if out.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            out.rename(old)
-        scratch.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
+        publish_model(trainer.model, tokenizer, out)
         tokens = sum(len(tokenizer(r["prompt"] + r["chosen"])["input_ids"]) + len(tokenizer(r["rejected"])["input_ids"])
                      for r in rows) * float(trainer.state.epoch or 0.0)
         result = TrainResult(checkpoint_dir=str(out), steps=int(trainer.state.global_step),

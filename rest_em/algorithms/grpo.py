@@ -31,11 +31,9 @@ step rows written after that checkpoint are dropped, so no step is counted twice
 
 from __future__ import annotations
 
-import gc
 import importlib.util
 import json
 import logging
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +46,8 @@ from rest_em.online.rewards import RewardBatch, VerifierReward
 from rest_em.policy import Policy
 from rest_em.problem_sets import ProblemSet
 from rest_em.rundir import read_rows
+from rest_em.training.memory import free_accelerator_memory
+from rest_em.training.publish import publish_files
 from verifiers.io import write_jsonl_atomic
 from verifiers.verdict import FAIL_REASONS
 
@@ -104,8 +104,6 @@ class GRPOSection:
                                                  "training GPU, `sampling.gpu_memory_utilization` of it, `null` = "
                                                  "TRL's 0.3), `hf` (transformers `generate`), `auto` = vLLM when "
                                                  "installed and a GPU is present, else transformers")
-    report_to: list[str] | None = opt(None, "logging integrations (`tensorboard`, `wandb`, ...); `null` = "
-                                      "`tensorboard` when installed. Metrics always go to `grpo/steps.jsonl`")
     trl_args: dict[str, Any] = opt(help="further `trl.GRPOConfig` arguments by TRL's names, passed as they are "
                                    "(checked against GRPOConfig)", factory=dict)
 
@@ -145,6 +143,9 @@ RENAMED = {
     "grpo.top_k": "sampling.top_k",
     "grpo.max_completion_length": "sampling.max_tokens",
     "grpo.vllm_gpu_memory_utilization": "sampling.gpu_memory_utilization",
+    # a list of integrations before: [] -> none, [name, ...] -> the first
+    "grpo.report_to": ("training.report_to", lambda v: (v[0] if v else "none") if isinstance(v, list) else
+                       ("auto" if v is None else v)),
 }
 _NO_DS = "TRL's GRPOTrainer runs without the project's DeepSpeed set-up"
 _IN_PROCESS = "GRPO trains in the driver process (single GPU)"
@@ -168,6 +169,8 @@ UNUSED = {
     "training.master_addr": _IN_PROCESS, "training.master_port": _IN_PROCESS, "training.remote_shell": _IN_PROCESS,
     "training.packing": "TRL pads the completions itself",
     "training.supervised_logits_only": "TRL computes the completions' log-probabilities itself",
+    "training.share_prompts": "TRL pads the completions itself",
+    "training.lora": "GRPO trains the full model (TRL's peft support is not wired in here)",
 }
 
 
@@ -244,15 +247,7 @@ def export_checkpoint(src: Path, dst: Path) -> None:
     """Copy the policy (weights, config, tokenizer) of a trainer checkpoint to ``dst``, atomically."""
     if not (src / "config.json").exists():
         raise RuntimeError(f"{src}: the trainer checkpoint is missing (expected after the segment ended)")
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for p in src.iterdir():
-        if p.is_file() and p.name not in TRAINER_STATE_FILES and not p.name.startswith("rng_state"):
-            shutil.copy2(p, tmp / p.name)
-    if dst.exists():
-        shutil.rmtree(dst)
-    tmp.rename(dst)
+    publish_files(src, dst, skip=lambda p: p.name in TRAINER_STATE_FILES or p.name.startswith("rng_state"))
 
 
 # --------------------------------------------------------------------------- the step log
@@ -349,9 +344,11 @@ def precision_flags(dtype: str) -> dict[str, bool]:
     return {"bf16": dtype == "bfloat16", "fp16": dtype == "float16", "use_cpu": not cuda}
 
 
-def report_to(section: GRPOSection) -> list[str] | str:
-    if section.report_to is not None:
-        return list(section.report_to) or "none"
+def report_to(choice: str) -> list[str] | str:
+    """TRL's ``report_to`` for ``training.report_to`` (``auto`` = TensorBoard when installed). Metrics always go to
+    ``grpo/steps.jsonl`` too."""
+    if choice != "auto":
+        return "none" if choice == "none" else [choice]
     installed = importlib.util.find_spec("tensorboard") is not None or importlib.util.find_spec("tensorboardX")
     return ["tensorboard"] if installed else "none"
 
@@ -376,7 +373,7 @@ def grpo_args(cfg: Config, output_dir: Path, stop: tuple[str, ...] = ()) -> Any:
         max_completion_length=sampling.max_tokens, temperature=sampling.temperature, top_p=sampling.top_p,
         top_k=sampling.top_k, use_vllm=vllm,
         seed=training.seed, data_seed=training.seed, logging_steps=1, save_strategy="steps",
-        save_steps=section.save_every or section.eval_every, save_total_limit=1, report_to=report_to(section),
+        save_steps=section.save_every or section.eval_every, save_total_limit=1, report_to=report_to(training.report_to),
         model_init_kwargs={"dtype": "float32"}, remove_unused_columns=False, dataloader_num_workers=0,
         **precision_flags(cfg.model.dtype),
     )
@@ -423,14 +420,7 @@ def train_segment(cfg: Config, base: Path, train: ProblemSet, work: Path, stop_a
 
 
 def free_memory() -> None:
-    gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:
-        pass
+    free_accelerator_memory()
 
 
 def build_trainer(cfg: Config, base: Path, train: ProblemSet, trainer_dir: Path, log: StepLog, stop_at: int) -> Any:

@@ -23,14 +23,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from rest_em import training
 from rest_em.algorithms.base import Algorithm, Rows
+from rest_em.config import ConfigError
 from rest_em.fields import opt
 from rest_em.policy import Policy
 from rest_em.training import TrainConfig, TrainResult
 from rest_em.training.launch import make_trainer
 
 if TYPE_CHECKING:
-    from rest_em.problem_sets import ProblemSet
+    from rest_em.problem_sets import ProblemSet, ProblemSets
     from rest_em.verification import VerifiedSample
 
 logger = logging.getLogger(__name__)
@@ -107,6 +109,8 @@ class RCRLTrainer:
 
     def train(self, init: Path, rows: Sequence[dict[str, Any]], output_dir: Path) -> TrainResult:
         start = Path(init) if has_reward_tokens(init) else add_reward_tokens(Path(init), self.work_dir / "rcrl_base")
+        if self.config.lora.enabled:  # the reward tokens' embedding rows train beside the adapter (in this process)
+            return training.train(str(start), list(rows), self.config, str(output_dir), trainable_tokens=REWARD_TOKENS)
         return make_trainer(self.config).train(start, list(rows), Path(output_dir))
 
 
@@ -144,6 +148,13 @@ class RCRL(Algorithm):
     own_set = True
     unused_keys = {"filter.cap": "RCRL trains on every verified sample; rcrl.incorrect_per_problem bounds the "
                                  "incorrect ones"}
+
+    def check(self, sets: "ProblemSets") -> None:
+        t = self.cfg.training
+        if t.lora.enabled and t.launcher != "none":
+            raise ConfigError("rcrl with training.lora trains the reward tokens' embedding rows beside the adapter in "
+                              "the driver process: set training.launcher=none, or train rcrl without LoRA under the "
+                              "launcher")
 
     def condition(self, policy: Policy) -> Policy:
         # The base model has no reward token to condition on; its completions are stripped all the same.

@@ -16,10 +16,32 @@ from dataclasses import dataclass, field
 
 from rest_em.fields import opt
 
-__all__ = ["TrainConfig", "TrainResult", "train", "TRAIN_BACKENDS"]
+__all__ = ["LoRAConfig", "TrainConfig", "TrainResult", "train", "TRAIN_BACKENDS"]
 
 TRAIN_BACKENDS = ("plain", "deepspeed")
 LAUNCHERS = ("none", "torchrun", "accelerate", "deepspeed")
+REPORT_TO = ("auto", "tensorboard", "wandb", "none")
+
+
+@dataclass
+class LoRAConfig:
+    """The ``training.lora:`` section: LoRA adapters through peft instead of a full fine-tune."""
+
+    r: int | None = opt(None, "adapter rank; `null` = full fine-tune (no adapter)")
+    alpha: float | None = opt(None, "LoRA scaling alpha; `null` = 2 x r")
+    dropout: float = opt(0.0, "dropout on the adapter's input")
+    target_modules: list[str] | None = opt(None, "module names that get adapters; `null` = every linear layer of the "
+                                           "decoder (attention and MLP projections, not the LM head)")
+
+    def __post_init__(self) -> None:
+        if self.r is not None and self.r < 1:
+            raise ValueError(f"training.lora.r must be >= 1 or null, got {self.r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"training.lora.dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.r is not None
 
 
 @dataclass
@@ -62,10 +84,23 @@ class TrainConfig:
     remote_shell: str = opt("ssh", "how torchrun/accelerate nodes i>0 are started: `<remote_shell> <host> <command>`")
     packing: bool = opt(True, "padding-free batches: a batch's rows concatenated into one, position ids restarting per "
                         "row and attention kept within each row (transformers' packed-sequence masks); the same loss")
+    share_prompts: bool | None = opt(None, "prompt-shared packing: each prompt once in a packed row, followed by all "
+                                     "its completions, each seeing the prompt and itself only (a 4D attention mask; "
+                                     "position ids restart after the prompt); a batch holds whole prompt groups of about "
+                                     "`per_device_batch_size` rows. The same loss with fewer tokens. `null` = on where "
+                                     "the attention implementation takes the mask (sdpa, eager), else position-id "
+                                     "packing (flash-attention varlen kernels); off with early stopping")
+    lora: LoRAConfig = opt(help="LoRA adapters (peft): `r: null` = full fine-tune", factory=LoRAConfig)
+    report_to: str = opt("auto", "training curves: `tensorboard` (into `<run>/tb/`), `wandb`, `none`; `auto` = "
+                         "tensorboard when installed, else none")
     supervised_logits_only: bool = opt(True, "run the LM head and the loss only where a label is (the completion); the "
                                        "same loss, less work (plain backend, models whose logits are lm_head(hidden))")
 
     def __post_init__(self) -> None:
+        if isinstance(self.lora, dict):  # a TrainConfig read back from JSON (the launched worker)
+            self.lora = LoRAConfig(**self.lora)
+        if self.report_to not in REPORT_TO:
+            raise ValueError(f"training.report_to must be one of {REPORT_TO}, got {self.report_to!r}")
         if self.backend not in TRAIN_BACKENDS:
             raise ValueError(f"training.backend must be one of {TRAIN_BACKENDS}, got {self.backend!r}")
         if self.zero_stage not in (0, 1, 2, 3):
@@ -103,14 +138,19 @@ class TrainResult:
     loss_curve: list[tuple[int, float]] = field(default_factory=list)  # (step, train loss) as logged
     tokens_trained: int | None = None  # prompt + completion tokens of the forward passes, times the epochs run
     supervised_tokens_trained: int | None = None  # of those, the tokens that carry the loss
+    supervised_tokens_per_s: float = 0.0  # completion (loss-carrying) tokens per second of training
+    train_seconds: float = 0.0  # the optimisation loop alone (no loading, no saving)
+    tokens_processed: int = 0  # tokens the model read per epoch (prompt-shared: each prompt once per group)
 
 
-def train(base_model_path: str, examples: Sequence[dict], config: TrainConfig, output_dir: str) -> TrainResult:
+def train(base_model_path: str, examples: Sequence[dict], config: TrainConfig, output_dir: str,
+          trainable_tokens: Sequence[str] = ()) -> TrainResult:
     """Fine-tune ``base_model_path`` on ``examples`` (``{"prompt", "completion"}`` dicts) into ``output_dir``.
 
     Raises ``ValueError`` when ``examples`` is empty. The checkpoint (safetensors, config, tokenizer,
     generation config) is written to a temporary sibling directory and renamed into place.
+    ``trainable_tokens``: tokens whose embedding rows train in full under LoRA (RCRL's reward tokens).
     """
     from rest_em.training.trainer import run_training
 
-    return run_training(base_model_path, examples, config, output_dir)
+    return run_training(base_model_path, examples, config, output_dir, trainable_tokens)

@@ -78,7 +78,7 @@ def refuse_under_launcher(env: dict[str, str] | None = None) -> None:
 def make_trainer(config: TrainConfig) -> Any:
     """The M-step trainer for ``training.launcher``: in process (``none``) or a launched job."""
     if getattr(config, "launcher", "none") == "none":
-        from rest_em.mstep import SFTTrainer
+        from rest_em.training.base import SFTTrainer
 
         return SFTTrainer(config)
     return LaunchedTrainer(config)

@@ -33,14 +33,16 @@ class SFTStats:
 
 
 def tokenize_example(tokenizer, prompt: str, completion: str, max_seq_len: int, eos_id: int) -> dict | None:
-    """``{"input_ids", "labels"}`` for one example, or None when the prompt leaves no room for the completion."""
+    """``{"input_ids", "labels", "prompt_len"}`` for one example, or None when the prompt leaves no room for the
+    completion."""
     prompt_ids = encode_prompt(tokenizer, prompt)
     completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + [eos_id]
     if len(prompt_ids) >= max_seq_len:
         return None
     input_ids = (prompt_ids + completion_ids)[:max_seq_len]
     labels = ([IGNORE_INDEX] * len(prompt_ids) + completion_ids)[:max_seq_len]
-    return {"input_ids": input_ids, "labels": labels, "truncated": len(prompt_ids) + len(completion_ids) > max_seq_len}
+    return {"input_ids": input_ids, "labels": labels, "prompt_len": len(prompt_ids),
+            "truncated": len(prompt_ids) + len(completion_ids) > max_seq_len}
 
 
 def tokenize_examples(

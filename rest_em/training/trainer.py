@@ -27,6 +27,16 @@ from rest_em.training.deepspeed_cfg import (
     skip_shm_comm_build,
     zero_stage_of,
 )
+from rest_em.training.packing import (
+    PromptSharedCollator,
+    bundle_groups,
+    group_rows,
+    shared_supervised_loss,
+    shared_tokens,
+    supports_shared_mask,
+)
+from rest_em.training.precision import precision_flags
+from rest_em.training.publish import publish_dir, save_model_files, scratch_dir
 from rest_em.training.sft import (
     CompletionOnlyCollator,
     ListDataset,
@@ -35,11 +45,9 @@ from rest_em.training.sft import (
     supports_supervised_loss,
     tokenize_examples,
 )
+from rest_em.training.tracking import trainer_tracking_args
 
 logger = logging.getLogger(__name__)
-
-# Files of a run's scratch space that are not part of the published checkpoint.
-_SCRATCH_FILES = ("training_args.bin",)
 
 
 def split_train_val(examples: Sequence[dict], val_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
@@ -59,18 +67,8 @@ def split_train_val(examples: Sequence[dict], val_fraction: float, seed: int) ->
 
 
 def _precision_flags(dtype: str, cuda: bool) -> dict:
-    """TrainingArguments precision for "auto": bf16 (else fp16) mixed precision on GPUs, bf16 mixed
-    precision on CPUs with bfloat16 instructions, fp32 on other CPUs (``rest_em.tokens.resolve_dtype_name``)."""
-    from rest_em.tokens import resolve_dtype_name
-
-    dtype = resolve_dtype_name(dtype, "cuda" if cuda else "cpu", "training.dtype")
-    if dtype == "bfloat16":
-        return {"bf16": True}
-    if dtype == "float16":
-        if not cuda:
-            raise ValueError("training.dtype=float16 needs a GPU; use float32 or bfloat16 on CPU")
-        return {"fp16": True}
-    return {}
+    """The flags that are on (``precision.precision_flags`` without the ``False`` entries)."""
+    return {k: v for k, v in precision_flags(dtype, cuda, "training.dtype").items() if v}
 
 
 def _checkpointing_flag(args_cls, enabled: bool) -> dict:
@@ -94,8 +92,20 @@ def _trainer_class(supervised_only: bool):
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             # Calling the decoder and head directly skips the wrapped forward, so enter the
             # mixed-precision autocast that wrapper would have.
+            loss_fn = shared_supervised_loss if "loss_sources" in inputs else supervised_loss
+            inner = self.accelerator.unwrap_model(model)
             with self.accelerator.autocast():
-                loss = supervised_loss(self.accelerator.unwrap_model(model), inputs, num_items_in_batch)
+                if inner is model:
+                    loss = loss_fn(inner, inputs, num_items_in_batch)
+                else:
+                    # A DDP wrapper syncs gradients (a DeepSpeed engine runs its ZeRO bookkeeping) only for a
+                    # forward that went through it: route the call
+                    # through the wrapper, with the inner model's forward computing this loss for once.
+                    inner.forward = lambda **batch: loss_fn(inner, batch, num_items_in_batch)
+                    try:
+                        loss = model(**inputs)
+                    finally:
+                        del inner.forward
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                 loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss does
             return loss
@@ -170,22 +180,6 @@ def _forget_deepspeed_groups() -> None:
         comm.cdb = None
 
 
-def _publish(tmp_dir: Path, output_dir: Path) -> None:
-    """Replace ``output_dir`` with the finished ``tmp_dir`` (renames: never a half-written checkpoint)."""
-    for name in _SCRATCH_FILES:
-        (tmp_dir / name).unlink(missing_ok=True)
-    for leftover in tmp_dir.glob("checkpoint-*"):
-        shutil.rmtree(leftover, ignore_errors=True)
-    old = output_dir.with_name(output_dir.name + ".old")
-    if output_dir.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        output_dir.rename(old)
-    tmp_dir.rename(output_dir)
-    if old.exists():
-        shutil.rmtree(old)
-
-
 def _datasets(tokenizer, examples: Sequence[dict], config: TrainConfig, eos_id: int):
     """Tokenized train rows, validation rows (empty unless early stopping can run) and train stats."""
     train_examples, val_examples = list(examples), []
@@ -203,7 +197,8 @@ def _datasets(tokenizer, examples: Sequence[dict], config: TrainConfig, eos_id: 
     return train_rows, val_rows, stats
 
 
-def _training_arguments(config: TrainConfig, scratch: Path, cuda: bool, deepspeed_cfg, steps_per_epoch: int, evaluate: bool):
+def _training_arguments(config: TrainConfig, scratch: Path, cuda: bool, deepspeed_cfg, steps_per_epoch: int, evaluate: bool,
+                        out: Path, bundled: bool):
     from transformers import TrainingArguments
 
     eval_kwargs: dict = {"eval_strategy": "no"}
@@ -219,7 +214,7 @@ def _training_arguments(config: TrainConfig, scratch: Path, cuda: bool, deepspee
         scheduler = "constant_with_warmup"
     return TrainingArguments(
         output_dir=str(scratch),
-        per_device_train_batch_size=config.per_device_batch_size,
+        per_device_train_batch_size=1 if bundled else config.per_device_batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         learning_rate=config.learning_rate,
         num_train_epochs=config.num_epochs,
@@ -231,15 +226,16 @@ def _training_arguments(config: TrainConfig, scratch: Path, cuda: bool, deepspee
         save_strategy="no",
         logging_strategy="steps",
         logging_steps=max(1, steps_per_epoch // 4),
-        report_to=[],
         dataloader_num_workers=0,
         remove_unused_columns=False,
-        train_sampling_strategy="group_by_length",
+        # bundles are batches already (whole prompt groups): shuffle them; rows: group by length to cut padding
+        train_sampling_strategy="random" if bundled else "group_by_length",
         use_cpu=not cuda,
         deepspeed=deepspeed_cfg,
         disable_tqdm=False,
         **_checkpointing_flag(TrainingArguments, config.gradient_checkpointing),
-        **_precision_flags(config.dtype, cuda),
+        **precision_flags(config.dtype, cuda, "training.dtype"),
+        **trainer_tracking_args(config.report_to, out, TrainingArguments),
         **eval_kwargs,
     )
 
@@ -247,16 +243,36 @@ def _training_arguments(config: TrainConfig, scratch: Path, cuda: bool, deepspee
 def _save(trainer, tokenizer, deepspeed_cfg, scratch: Path, out: Path, is_main: bool) -> None:
     if deepspeed_cfg is not None and zero_stage_of(deepspeed_cfg) == 3:
         trainer.save_model(str(scratch))  # gathers the partitioned weights onto rank 0
+        if is_main:
+            tokenizer.save_pretrained(str(scratch))
     elif is_main:
-        # Every rank holds the full weights (plain, ZeRO 0-2): save the model itself, the same way
-        # on both paths (tied embeddings stored once, as transformers and vLLM expect).
-        trainer.model.save_pretrained(str(scratch), safe_serialization=True)
+        # Every rank holds the full weights (plain, ZeRO 0-2): save the model itself (a LoRA model merged),
+        # the same way on both paths (tied embeddings stored once, as transformers and vLLM expect).
+        save_model_files(trainer.model, tokenizer, scratch)
     if is_main:
-        tokenizer.save_pretrained(str(scratch))
-        _publish(scratch, out)
+        publish_dir(scratch, out)
 
 
-def run_training(base_model_path: str, examples: Sequence[dict], config: TrainConfig, output_dir: str) -> TrainResult:
+def _share_prompts(config: TrainConfig, model, deepspeed_cfg, supervised_only: bool, early_stopping: bool) -> bool:
+    """Whether this run packs prompt-shared (``training.share_prompts``; null = wherever it can)."""
+    if config.share_prompts is False or not config.packing:
+        return False
+    why = None
+    if early_stopping:
+        why = "early stopping evaluates unshared rows"
+    elif not supervised_only:
+        why = "it needs the loss on supervised positions only (training.supervised_logits_only)"
+    elif not supports_shared_mask(model):
+        why = (f"attention {getattr(model.config, '_attn_implementation', None)!r} takes no custom 4D mask; "
+               "position-id packing instead (varlen kernels)")
+    if why is None:
+        return True
+    (logger.warning if config.share_prompts else logger.info)("prompt-shared packing off: %s", why)
+    return False
+
+
+def run_training(base_model_path: str, examples: Sequence[dict], config: TrainConfig, output_dir: str,
+                 trainable_tokens: Sequence[str] = ()) -> TrainResult:
     """See :func:`rest_em.training.train`."""
     if not examples:
         raise ValueError(
@@ -281,6 +297,14 @@ def run_training(base_model_path: str, examples: Sequence[dict], config: TrainCo
     # No KV cache while training; a cache would also turn off transformers' packed-sequence masks.
     use_cache = getattr(model.config, "use_cache", None)
     model.config.use_cache = False
+    if config.lora.enabled:
+        from rest_em.training.lora import wrap_lora
+
+        ids = tokenizer.convert_tokens_to_ids(list(trainable_tokens)) if trainable_tokens else []
+        unknown = [t for t, i in zip(trainable_tokens, ids) if i is None or i == tokenizer.unk_token_id]
+        if unknown:
+            raise ValueError(f"training: trainable tokens {unknown} are not in the tokenizer of {base_model_path}")
+        model = wrap_lora(model, config.lora, ids)
     eos_id = eos_token_ids(model, tokenizer)[0]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id
     train_rows, val_rows, stats = _datasets(tokenizer, examples, config, eos_id)
@@ -288,7 +312,7 @@ def run_training(base_model_path: str, examples: Sequence[dict], config: TrainCo
     out = Path(output_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     # Same name on every rank (ZeRO-3 gathers weights across ranks into it); rank 0 owns it.
-    scratch = out.with_name(f".{out.name}.partial")
+    scratch = scratch_dir(out)
     env_snapshot = dict(os.environ)
     single_process = False
     try:
@@ -298,34 +322,52 @@ def run_training(base_model_path: str, examples: Sequence[dict], config: TrainCo
             single_process = bool(ensure_single_process_env())
             if not cuda:
                 skip_shm_comm_build()
+            if config.lora.enabled and zero_stage_of(deepspeed_cfg) == 3:
+                raise ValueError("training.lora with ZeRO-3: the merged checkpoint needs the full weights on one rank; "
+                                 "use zero_stage 0-2 (LoRA's optimizer state is small) or a full fine-tune")
         world = int(os.environ.get("WORLD_SIZE", "1"))
         is_main = int(os.environ.get("RANK", "0")) == 0
         if is_main and scratch.exists():
             shutil.rmtree(scratch)
-        per_step = config.per_device_batch_size * config.gradient_accumulation_steps * world
-        steps_per_epoch = max(1, math.ceil(len(train_rows) / per_step))
-        args = _training_arguments(config, scratch, cuda, deepspeed_cfg, steps_per_epoch, evaluate=bool(val_rows))
+        # Under DeepSpeed too: the loss goes through the engine's forward (see _trainer_class), whose ZeRO hooks
+        # sit on the submodules the decoder calls.
+        supervised_only = config.supervised_logits_only and supports_supervised_loss(model)
+        share = _share_prompts(config, model, deepspeed_cfg, supervised_only, bool(val_rows))
+        train_items = train_rows
+        tokens_processed = stats.num_tokens
+        if share:
+            train_items = bundle_groups(group_rows(train_rows), config.per_device_batch_size, config.seed)
+            tokens_processed = shared_tokens(train_items)
+        per_step = (1 if share else config.per_device_batch_size) * config.gradient_accumulation_steps * world
+        steps_per_epoch = max(1, math.ceil(len(train_items) / per_step))
+        args = _training_arguments(config, scratch, cuda, deepspeed_cfg, steps_per_epoch, evaluate=bool(val_rows),
+                                   out=out, bundled=share)
         stopper = None
         if val_rows:
             keep_best = deepspeed_cfg is None or zero_stage_of(deepspeed_cfg) < 3
             if not keep_best:
                 logger.warning("early stopping with ZeRO-3: weights are partitioned, so the last (not best) weights are kept")
             stopper = _early_stopping_callback(config.early_stopping_patience, keep_best)
-        supervised_only = config.supervised_logits_only and deepspeed_cfg is None and supports_supervised_loss(model)
+        if share:
+            collator = PromptSharedCollator(True, model.config._attn_implementation)
+        else:
+            collator = PackedCompletionCollator() if config.packing else CompletionOnlyCollator(pad_id)
         trainer = _trainer_class(supervised_only)(
             model=model,
             args=args,
-            train_dataset=ListDataset(train_rows),
+            train_dataset=ListDataset(train_items),
             eval_dataset=ListDataset(val_rows) if val_rows else None,
-            data_collator=PackedCompletionCollator() if config.packing else CompletionOnlyCollator(pad_id),
+            data_collator=collator,
             processing_class=tokenizer,
             callbacks=[stopper] if stopper else [],
         )
         logger.info(
-            "M-step: %d examples (%d tokens, %d supervised), %d steps/epoch x %.2g epochs, backend=%s%s, %s, %s",
-            len(train_rows), stats.num_tokens, stats.num_label_tokens, steps_per_epoch, config.num_epochs,
-            config.backend, f" (ZeRO-{zero_stage_of(deepspeed_cfg)})" if deepspeed_cfg else "",
-            "packed" if config.packing else "padded", "LM head on labels only" if supervised_only else "full LM head",
+            "M-step: %d examples (%d tokens, %d supervised; %d read per epoch), %d steps/epoch x %.2g epochs, backend=%s%s, "
+            "%s, %s, %s", len(train_rows), stats.num_tokens, stats.num_label_tokens, tokens_processed, steps_per_epoch,
+            config.num_epochs, config.backend, f" (ZeRO-{zero_stage_of(deepspeed_cfg)})" if deepspeed_cfg else "",
+            "prompt-shared packed" if share else "packed" if config.packing else "padded",
+            "LM head on labels only" if supervised_only else "full LM head",
+            f"LoRA r={config.lora.r}" if config.lora.enabled else "full fine-tune",
         )
         t_train = time.perf_counter()
         train_output = trainer.train()
@@ -343,7 +385,8 @@ def run_training(base_model_path: str, examples: Sequence[dict], config: TrainCo
             _end_single_process_group()
         restore_env(env_snapshot)
 
-    tokens_seen = stats.num_tokens * float(trainer.state.epoch or 0.0)
+    epochs_done = float(trainer.state.epoch or 0.0)
+    tokens_seen = tokens_processed * epochs_done
     result = TrainResult(
         checkpoint_dir=str(out),
         steps=int(trainer.state.global_step),
@@ -354,6 +397,9 @@ def run_training(base_model_path: str, examples: Sequence[dict], config: TrainCo
         loss_curve=[(int(e["step"]), float(e["loss"])) for e in trainer.state.log_history if "loss" in e and "step" in e],
         tokens_trained=int(tokens_seen),
         supervised_tokens_trained=int(stats.num_label_tokens * float(trainer.state.epoch or 0.0)),
+        supervised_tokens_per_s=stats.num_label_tokens * epochs_done / max(train_seconds, 1e-9),
+        train_seconds=train_seconds,
+        tokens_processed=int(tokens_processed),
     )
     logger.info(
         "M-step done: %d steps, train loss %s, %.1fs (%.0f tokens/s) -> %s",

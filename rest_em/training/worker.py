@@ -49,13 +49,16 @@ def _trace_batches(directory: Path, rank: int, world: int) -> None:
     import atexit
 
     from rest_em.training import trainer as trainer_mod
+    from rest_em.training.packing import bundle_rows
 
     batches: list[list[str]] = []
 
     def tracing(base: type) -> type:
         class Tracing(base):  # type: ignore[misc, valid-type]
             def __call__(self, features):
-                batches.append([fingerprint(f) for f in features])
+                # prompt-shared bundles hold several rows: record the rows
+                rows = [r for f in features for r in (bundle_rows(f) if "groups" in f else [f])]
+                batches.append([fingerprint(r) for r in rows])
                 return super().__call__(features)
 
         return Tracing
@@ -63,6 +66,7 @@ def _trace_batches(directory: Path, rank: int, world: int) -> None:
     # Whichever collator the trainer builds (padded or packed) records its batches.
     trainer_mod.CompletionOnlyCollator = tracing(trainer_mod.CompletionOnlyCollator)
     trainer_mod.PackedCompletionCollator = tracing(trainer_mod.PackedCompletionCollator)
+    trainer_mod.PromptSharedCollator = tracing(trainer_mod.PromptSharedCollator)
     directory.mkdir(parents=True, exist_ok=True)
 
     def dump() -> None:

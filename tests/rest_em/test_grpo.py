@@ -62,7 +62,7 @@ def grpo(tmp_path, tiny_model_dir, monkeypatch):
         "algorithm=grpo", f"model.path={tiny_model_dir}", f"run.output_dir={tmp_path / 'runs'}", "model.dtype=float32",
         "task.num_train=4", "task.num_test=2", "sampling.backend=hf", "eval.n=2", "eval.k_list=[1,2]", "eval.maj_k=2",
         "eval.max_tokens=4", "grpo.group_size=4", "grpo.prompts_per_step=2", "sampling.max_tokens=4",
-        "training.learning_rate=1e-3", "training.gradient_checkpointing=false", "grpo.backend=hf", "grpo.report_to=[]"]
+        "training.learning_rate=1e-3", "training.gradient_checkpointing=false", "grpo.backend=hf", "training.report_to=none"]
     return overrides, calls, use
 
 

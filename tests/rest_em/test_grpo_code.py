@@ -35,7 +35,7 @@ def test_a_code_grpo_step_verifies_its_completions_in_the_sandbox(tmp_path, tiny
         "algorithm=grpo", f"model.path={tiny_model_dir}", f"run.output_dir={tmp_path}", "task.name=code_embedded",
         "task.num_train=4", "task.num_test=1", "task.levels=[1,2]", "verifier.workers=2", "verifier.timeout_s=2.0",
         "grpo.max_steps=1", "grpo.eval_every=1", "grpo.group_size=4", "grpo.prompts_per_step=2",
-        "sampling.max_tokens=4", "training.gradient_checkpointing=false", "grpo.backend=hf", "grpo.report_to=[]"])
+        "sampling.max_tokens=4", "training.gradient_checkpointing=false", "grpo.backend=hf", "training.report_to=none"])
     sets = build_problem_sets(cfg, cfg.model_path())
     try:
         trainer = grpo.build_trainer(cfg, cfg.model_path(), sets.train, tmp_path / "trainer", grpo.StepLog(tmp_path), 1)

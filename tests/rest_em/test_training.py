@@ -216,7 +216,7 @@ def test_packed_supervised_training_gives_the_padded_weights(tiny_model_dir, tok
 
     examples = make_examples(tokenizer)
     examples[3]["completion"] = "A longer completion than the others, to make padding matter here."
-    new = train(tiny_model_dir, examples, TrainConfig(**FAST), str(tmp_path / "new"))
+    new = train(tiny_model_dir, examples, TrainConfig(**FAST, share_prompts=False), str(tmp_path / "new"))
     old = train(tiny_model_dir, examples, TrainConfig(**FAST, packing=False, supervised_logits_only=False),
                 str(tmp_path / "old"))
     assert new.steps == old.steps

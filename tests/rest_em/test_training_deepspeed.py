@@ -12,7 +12,7 @@ from rest_em.training import TrainConfig, train
 from rest_em.training.deepspeed_cfg import build_deepspeed_config, load_deepspeed_config
 
 REPO = Path(__file__).resolve().parents[2]
-FAST = dict(learning_rate=3e-3, num_epochs=2, per_device_batch_size=4, max_seq_len=96, seed=0)
+FAST = dict(learning_rate=3e-3, num_epochs=2, per_device_batch_size=4, max_seq_len=96, seed=0, share_prompts=False)
 
 
 def _examples(tokenizer, n=8):
