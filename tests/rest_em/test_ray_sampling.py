@@ -113,10 +113,20 @@ def test_config_selects_the_ray_backend_and_its_options():
     from rest_em.config import load_config
     from rest_em.policy import Samplers
 
-    cfg = load_config(None, ["sampling.backend=ray", "sampling.ray_address=auto", "sampling.ray_replicas=8",
+    cfg = load_config(None, ["sampling.backend=ray", "sampling.ray_address=auto", "sampling.replicas=8",
                              "sampling.ray_engine=vllm", "sampling.tensor_parallel_size=2", "sampling.shard_size=16"])
     options = Samplers(cfg).engine_options()
     assert {k: options[k] for k in ("engine", "replicas", "ray_address", "shard_size", "tensor_parallel_size")} == {
         "engine": "vllm", "replicas": 8, "ray_address": "auto", "shard_size": 16, "tensor_parallel_size": 2}
-    warned = load_config(None, ["sampling.backend=hf", "sampling.ray_replicas=2"]).warnings()
+    warned = load_config(None, ["sampling.backend=hf", "sampling.shard_size=2"]).warnings()
     assert any("applies to sampling.backend=ray only" in w for w in warned)
+    # `auto` is resolved against the Ray cluster's GPUs inside RaySampler: None reaches it
+    assert Samplers(load_config(None, ["sampling.backend=ray"])).engine_options()["replicas"] is None
+
+
+def test_removed_keys_name_their_replacement():
+    from rest_em.config import ConfigError, load_config
+
+    for key in ("sampling.ray_replicas=2", "sampling.data_parallel_size=2"):
+        with pytest.raises(ConfigError, match="use sampling.replicas"):
+            load_config(None, [key])
