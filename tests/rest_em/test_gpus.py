@@ -7,8 +7,7 @@ import logging
 import pytest
 
 from rest_em.config import load_config
-from rest_em.gpus import (GpuMemoryBusy, gpu_plan, log_gpu_plan, resolve_num_processes, resolve_replicas,
-                          wait_for_free_memory)
+from rest_em.gpus import GpuMemoryBusy, gpu_plan, log_gpu_plan, resolve_num_processes, resolve_replicas, wait_for_free_memory
 
 GiB = 2**30
 
