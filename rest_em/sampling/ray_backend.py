@@ -59,6 +59,9 @@ class _Replica:
     def pid(self) -> int:
         return os.getpid()
 
+    def current_path(self) -> str:
+        return self.path
+
     def where(self) -> tuple[str, int]:
         import socket
 

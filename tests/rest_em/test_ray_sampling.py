@@ -109,6 +109,20 @@ def test_a_replica_killed_mid_shard_loses_and_duplicates_nothing(ray_sampler, pr
     assert killed not in ray_sampler.replica_pids()  # the killed replica was restarted
 
 
+def test_relative_run_paths_reach_the_actors_absolute(ray_sampler, tiny_model_dir, tmp_path, monkeypatch):
+    """Before: `output_dir: runs` reached remote actors as a path relative to their own working directory."""
+    import shutil
+
+    shutil.copytree(tiny_model_dir, tmp_path / "runs" / "x" / "iter_01" / "checkpoint")
+    monkeypatch.chdir(tmp_path)
+    relative = "runs/x/iter_01/checkpoint"
+    assert ray_sampler.sleep(2) is None and ray_sampler.wake(relative)  # the loop's path between E-step and M-step
+    expected = str(tmp_path / relative)
+    assert ray.get([a.current_path.remote() for a in ray_sampler._actors]) == [expected] * 2
+    assert ray_sampler.model_path == expected
+    assert ray_sampler.switch_model(tiny_model_dir) and ray.get(ray_sampler._actors[0].current_path.remote()) == tiny_model_dir
+
+
 def test_config_selects_the_ray_backend_and_its_options():
     from rest_em.config import load_config
     from rest_em.policy import Samplers
