@@ -148,6 +148,7 @@ class RaySampler:
         tensor_parallel_size: int = 1,
         start_timeout_s: float = 1800.0,
         close_timeout_s: float = 120.0,
+        replica_cls: type = _Replica,  # tests pass a subclass that breaks its engine
         **engine_options: Any,
     ) -> None:
         try:
@@ -181,7 +182,7 @@ class RaySampler:
         self.model_path, self.engine, self.shard_size = absolute(model_path), engine, shard_size
         self.max_rounds, self.start_timeout_s, self.close_timeout_s = max_rounds, start_timeout_s, close_timeout_s
         self._options = options
-        self._actor_cls = ray.remote(_Replica).options(num_cpus=1, num_gpus=num_gpus, max_restarts=-1,
+        self._actor_cls = ray.remote(replica_cls).options(num_cpus=1, num_gpus=num_gpus, max_restarts=-1,
                                                        max_task_retries=max_task_retries)
         t0 = time.perf_counter()
         self._actors = [self._new_actor() for _ in range(replicas)]

@@ -49,7 +49,7 @@ def unsharded(tiny_model_dir, problems):
 @pytest.fixture(scope="module")
 def ray_sampler(tiny_model_dir):
     env = {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), "OMP_WAIT_POLICY": "PASSIVE"}
-    ray.init(num_cpus=2, _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False,
+    ray.init(num_cpus=4, _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": env})
     from ray._private import services
 
@@ -107,6 +107,31 @@ def test_a_replica_killed_mid_shard_loses_and_duplicates_nothing(ray_sampler, pr
     assert len(keys) == len(set(keys)) == len(problems.problems) * PARAMS.n
     assert rows == unsharded  # same rows, text included, after the restart and the retry
     assert killed not in ray_sampler.replica_pids()  # the killed replica was restarted
+
+
+def test_a_replica_whose_engine_died_is_restarted_and_no_row_is_lost(ray_sampler, tiny_model_dir, problems, unsharded,
+                                                                      tmp_path, monkeypatch):
+    from rest_em.sampling.ray_backend import RaySampler, _Replica
+
+    class Replica(_Replica):  # defined here, shipped to the actor by value (cloudpickle)
+        def run_shard(self, model_path, keys, prompts, params):
+            flag = Path(flag_path)
+            if not flag.exists():
+                flag.write_text(str(os.getpid()))
+                self.sampler.model = None  # the engine is gone mid-shard; the actor process lives on
+            return super().run_shard(model_path, keys, prompts, params)
+
+    flag_path = str(tmp_path / "engine-died")
+    sampler = RaySampler(tiny_model_dir, engine="hf", replicas=2, shard_size=1, dtype="float32", replica_cls=Replica)
+    try:
+        pids = sampler.replica_pids()
+        rows, _ = generate_rows(sampler, problems, PARAMS, 1, "engine-died", shard_dir=tmp_path / "shards")
+        assert Path(flag_path).exists()
+        assert rows == unsharded  # every row, once, text included
+        assert sampler.restarted_replicas == 1 and sampler.retried_shards >= 1
+        assert int(Path(flag_path).read_text()) not in sampler.replica_pids() and len(set(pids) & set(sampler.replica_pids())) == 1
+    finally:
+        sampler.close()
 
 
 def test_relative_run_paths_reach_the_actors_absolute(ray_sampler, tiny_model_dir, tmp_path, monkeypatch):
