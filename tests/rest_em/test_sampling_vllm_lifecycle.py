@@ -31,7 +31,10 @@ def command(tmp_path: Path, tiny_model_dir: str, name: str) -> list[str]:
     from tests.rest_em.test_loop import DRIVER  # the real CLI with a verifier that passes the even samples
 
     driver = tmp_path / "driver.py"
-    driver.write_text(DRIVER)
+    # vLLM starts its EngineCore with multiprocessing "spawn", which imports the main script again: the script
+    # must start the CLI only under the __main__ guard (as the `rest-em` entry point does).
+    body, call = DRIVER.rsplit("sys.exit(main(sys.argv[1:]))", 1)
+    driver.write_text(body + "if __name__ == '__main__':\n    sys.exit(main(sys.argv[1:]))\n" + call)
     return [sys.executable, str(driver), "iterate", "--config", str(REPO / "configs" / "default.yaml"), "--iterations",
             "2", f"model.path={tiny_model_dir}", f"run.output_dir={tmp_path / 'runs'}", f"run.name={name}",
             "sampling.backend=vllm", "sampling.kv_cache_memory_bytes=67108864", "sampling.max_model_len=256",
@@ -56,10 +59,14 @@ def test_kill_9_during_an_e_step_leaves_no_engine_and_the_rerun_resumes_with_one
     log = open(tmp_path / "first.log", "w")
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=ENV, stdout=log, stderr=subprocess.STDOUT)
     eval0 = run_dir / "iter_00" / "eval" / "metrics.json"
-    deadline = time.monotonic() + 600
-    while not eval0.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert eval0.exists(), (tmp_path / "first.log").read_text()[-3000:]
+    deadline = time.monotonic() + 1500
+    try:
+        while not eval0.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert eval0.exists(), (tmp_path / "first.log").read_text()[-3000:]
+    except BaseException:
+        proc.kill()  # the watchdog ends its engine
+        raise
     time.sleep(1.0)  # into the E-step of iteration 1
     engine = [r for r in descendants(proc.pid) if "rest_em.processes" not in r["cmd"]]
     assert not (run_dir / "iter_01" / "samples.jsonl").exists(), "the E-step finished before the kill"
