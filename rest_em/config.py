@@ -36,6 +36,9 @@ REMOVED_KEYS = {
     "run.seed": "it seeded nothing; the stages have their own seeds (task.seed, sampling.seed, filter.seed, "
                 "training.seed, eval.seed)",
     "eval.num_problems": "it duplicated task.num_test, which selects the evaluated test problems",
+    "sampling.data_parallel_size": "use sampling.replicas (engines of tensor_parallel_size GPUs each; `auto` = every GPU)",
+    "sampling.ray_replicas": "use sampling.replicas (with backend ray: replicas over the Ray cluster; `auto` = its GPUs / "
+                             "tensor_parallel_size)",
 }
 
 
@@ -143,7 +146,7 @@ class SamplingSection:
     settings left `null` take the backend's documented default (rest_em.sampling.vllm_backend)."""
 
     backend: Literal["auto", "vllm", "hf", "ray"] = opt("auto", "`vllm`, `hf` (transformers `generate`), `ray` "
-                                                        "(`ray_replicas` engines as Ray actors, sharded by problem), "
+                                                        "(`replicas` engines as Ray actors, sharded by problem), "
                                                         "`auto` = vLLM when installed, else transformers")
     n: int = opt(32, "samples per train problem (paper: 32 on MATH, 64 on APPS)")
     temperature: float = opt(0.7, "E-step sampling temperature (paper: 0.7)")
@@ -155,7 +158,12 @@ class SamplingSection:
     batch_size: int | None = opt(None, "transformers backend: prompts per `generate` call (`null` = 64 sequences "
                                  "per call)")
     tensor_parallel_size: int = opt(1, "vLLM: GPUs per engine")
-    data_parallel_size: int = opt(1, "vLLM: independent engines, each on its own GPUs")
+    replicas: int | Literal["auto"] = opt("auto", "independent engines of `tensor_parallel_size` GPUs each (`auto` = "
+                                          "every visible GPU: GPUs / tensor_parallel_size, 1 without GPUs). vllm: one "
+                                          "process per engine on this node; ray: actors over the cluster; hf: 1")
+    free_memory_before_training: float = opt(0.8, "share of each GPU's memory that must be free (device-wide, "
+                                             "`torch.cuda.mem_get_info`) before an M-step starts, after the engines "
+                                             "went to sleep or were closed; `0` = do not check")
     enable_prefix_caching: bool | None = opt(None, "vLLM prefix caching (`null` = on)")
     gpu_memory_utilization: float | None = opt(None, "vLLM on GPUs: share of GPU memory for weights and KV cache "
                                                "(`null` = vLLM's 0.9)")
@@ -171,8 +179,6 @@ class SamplingSection:
                                                "unsharded runs give the same rows (always on with backend `ray`)")
     ray_address: str | None = opt(None, "backend `ray`: `null` = start Ray on this machine, `auto` = the cluster "
                                   "`ray start` joined this node to, or `ray://host:10001`")
-    ray_replicas: int | None = opt(None, "backend `ray`: engine replicas (`null` = cluster GPUs / "
-                                   "`tensor_parallel_size`, 1 without GPUs)")
     ray_engine: Literal["auto", "vllm", "hf"] = opt("auto", "backend `ray`: the engine in each replica (`auto` = vllm "
                                                     "when the cluster has GPUs, else hf)")
     shard_size: int | None = opt(None, "backend `ray`: problems per shard, each written to `iter_NN/shards/` as it "
@@ -368,16 +374,13 @@ class Config:
         if self.sampling.backend == "hf":
             vllm_only = [k for k in ("enable_prefix_caching", "gpu_memory_utilization", "kv_cache_memory_bytes", "enforce_eager",
                                      "max_model_len", "block_size") if getattr(self.sampling, k) is not None]
-            if vllm_only or self.sampling.tensor_parallel_size != 1 or self.sampling.data_parallel_size != 1:
-                out.append(f"sampling.backend is hf: vLLM settings {vllm_only or 'tensor/data_parallel_size'} "
+            if vllm_only or self.sampling.tensor_parallel_size != 1 or self.sampling.replicas not in (1, "auto"):
+                out.append(f"sampling.backend is hf: vLLM settings {vllm_only or 'tensor_parallel_size/replicas'} "
                            "have no effect")
         s = self.sampling
-        ray_keys = [k for k in ("ray_address", "ray_replicas", "shard_size") if getattr(s, k) is not None]
+        ray_keys = [k for k in ("ray_address", "shard_size") if getattr(s, k) is not None]
         if s.backend != "ray" and (ray_keys or s.ray_engine != "auto"):
             out.append(f"sampling.{ray_keys[0] if ray_keys else 'ray_engine'} applies to sampling.backend=ray only")
-        if s.backend == "vllm" and s.data_parallel_size > 1:
-            out.append("sampling.data_parallel_size > 1 starts its engines on this node only; sampling.backend=ray "
-                       "with sampling.ray_replicas spreads replicas over the GPUs and nodes of a Ray cluster")
         if self.training.backend != "deepspeed" and self.training.deepspeed_config:
             out.append("training.deepspeed_config is set but training.backend is not deepspeed")
         return out + self.algorithm_warnings()

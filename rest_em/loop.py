@@ -25,6 +25,7 @@ from rest_em.config import Config
 from rest_em.evaluation import evaluate
 from rest_em.policy import Policy, Samplers
 from rest_em.problem_sets import build_problem_sets
+from rest_em.processes import driver_start
 from rest_em.report import write_report
 from rest_em.rundir import RunDir
 from rest_em.training.launch import refuse_under_launcher
@@ -39,6 +40,7 @@ def run(cfg: Config) -> Path:
     for warning in cfg.warnings():
         logger.warning("config: %s", warning)
     rd = RunDir.open(cfg)
+    driver_start(rd.root, cfg)  # signal handlers, second-driver guard, leftovers of a killed run stopped, watchdog, GPU plan
     base = cfg.model_path()
     sets, samplers = build_problem_sets(cfg, base), Samplers(cfg)
     algo = make_algorithm(cfg, rd, base)

@@ -148,6 +148,49 @@ class HFSampler:
         logger.warning("transformers sampler cannot switch to %s in place: %s", model_path, reason)
         return False
 
+    def sleep(self, level: int) -> str | None:
+        """Free the accelerator memory until :meth:`wake`: level 1 moves the weights to the CPU, level 2 drops them
+        (a new checkpoint comes next). On the CPU nothing is freed: the model stays for ``wake`` to switch. None when
+        done, else why not."""
+        import gc
+
+        import torch
+
+        if self.model is None:
+            return "the sampler is closed"
+        if self.device != "cpu":
+            if level == 1:
+                self.model.to("cpu")
+            else:
+                self.model = self.model.to("meta")  # the architecture stays; wake loads the weights
+            gc.collect()
+            torch.cuda.empty_cache()
+        self._asleep = level
+        return None
+
+    def wake(self, model_path: str) -> bool:
+        """After :meth:`sleep`: serve ``model_path`` (the same one, or a checkpoint of the same architecture)."""
+        level, self._asleep = getattr(self, "_asleep", 0), 0
+        model_path = str(model_path)
+        if self.model is None:
+            return False
+        if self.device != "cpu" and level == 2:
+            from transformers import AutoModelForCausalLM
+
+            from rest_em.sampling.checkpoints import switch_incompatibility
+
+            reason = switch_incompatibility(self.model_path, model_path) if model_path != self.model_path else None
+            if reason is not None:
+                logger.warning("transformers sampler cannot switch to %s in place: %s", model_path, reason)
+                self.model = None
+                return False
+            self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=self.dtype).to(self.device).eval()
+            self.model_path = model_path
+            return True
+        if self.device != "cpu":
+            self.model.to(self.device)
+        return self.switch_model(model_path)
+
     def close(self) -> None:
         import gc
 

@@ -46,14 +46,50 @@ class _Replica:
 
     def __init__(self, model_path: str, engine: str, options: dict[str, Any]) -> None:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        from rest_em.processes import start_watchdog
         from rest_em.sampling import make_sampler
 
+        # ray.kill ends this process only; the watchdog ends the engine's own processes (vLLM's EngineCore and
+        # tensor-parallel workers) with it, so they never keep the GPU (vllm#55510).
+        self._watchdog = start_watchdog()
         self.engine, self.options = engine, options
         self.path = model_path
         self.sampler = make_sampler(model_path, backend=engine, **options)
 
     def pid(self) -> int:
         return os.getpid()
+
+    def current_path(self) -> str:
+        return self.path
+
+    def where(self) -> tuple[str, int]:
+        import socket
+
+        return socket.gethostname(), os.getpid()
+
+    def engine_pids(self) -> list[int]:
+        """The processes of this replica's engine (the actor's descendants, the watchdog excepted)."""
+        from rest_em.processes import descendants
+
+        return [r["pid"] for r in descendants(os.getpid()) if r["pid"] != self._watchdog.pid]
+
+    def healthy(self) -> str | None:
+        """None when the engine answers a one-token request, else what went wrong (after a failed shard)."""
+        try:
+            self.sampler.generate(["ok"], SampleParams(n=1, temperature=0.0, top_k=0, top_p=1.0, max_tokens=1, seed=0),
+                                  desc="health check")
+        except Exception as exc:  # the engine's process died, a CUDA error, ...
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
+    def sleep(self, level: int) -> str | None:
+        return self.sampler.sleep(level)
+
+    def wake(self, model_path: str) -> bool:
+        if self.sampler.wake(model_path):
+            self.path = model_path
+            return True
+        return False
 
     def load(self, model_path: str) -> None:
         if model_path == self.path:
@@ -77,6 +113,12 @@ class _Replica:
 
     def close(self) -> None:
         self.sampler.close()
+
+
+def absolute(path: str | Path) -> str:
+    """A local path as an absolute one (a remote actor's working directory is not the driver's); a hub id as is."""
+    p = Path(path).expanduser()
+    return str(p.resolve()) if p.exists() or p.is_absolute() or str(path).startswith((".", "~")) else str(path)
 
 
 def _fingerprint(model_path: str, keys: Sequence[str], prompts: Sequence[str], params: SampleParams, shard_size: int) -> str:
@@ -104,7 +146,9 @@ class RaySampler:
         max_rounds: int = 3,
         max_task_retries: int = 2,
         tensor_parallel_size: int = 1,
-        data_parallel_size: int = 1,
+        start_timeout_s: float = 1800.0,
+        close_timeout_s: float = 120.0,
+        replica_cls: type = _Replica,  # tests pass a subclass that breaks its engine
         **engine_options: Any,
     ) -> None:
         try:
@@ -113,8 +157,6 @@ class RaySampler:
             raise ImportError("sampling.backend=ray needs Ray: pip install 'rest-em[ray]' (or `pip install ray`)") from None
         if engine not in RAY_ENGINES:
             raise ValueError(f"sampling.ray_engine must be one of {RAY_ENGINES}, got {engine!r}")
-        if data_parallel_size != 1:
-            raise ValueError("sampling.backend=ray: set sampling.ray_replicas, not sampling.data_parallel_size")
         self._own_ray = not ray.is_initialized()
         if self._own_ray:
             repo = str(Path(__file__).resolve().parents[2])
@@ -135,27 +177,82 @@ class RaySampler:
                 options.setdefault("distributed_executor_backend", "mp")
         num_gpus = (tp if engine == "vllm" else 1) if gpus else 0
         if gpus and replicas * num_gpus > gpus:
-            raise ValueError(f"sampling.ray_replicas={replicas} x {num_gpus} GPU(s) each needs {replicas * num_gpus} GPUs; "
+            raise ValueError(f"sampling.replicas={replicas} x {num_gpus} GPU(s) each needs {replicas * num_gpus} GPUs; "
                              f"the Ray cluster has {gpus}")
-        self.model_path, self.engine, self.shard_size = str(model_path), engine, shard_size
-        self.max_rounds = max_rounds
-        actor_cls = ray.remote(_Replica).options(num_cpus=1, num_gpus=num_gpus, max_restarts=-1,
-                                                 max_task_retries=max_task_retries)
+        self.model_path, self.engine, self.shard_size = absolute(model_path), engine, shard_size
+        self.max_rounds, self.start_timeout_s, self.close_timeout_s = max_rounds, start_timeout_s, close_timeout_s
+        self._options = options
+        self._actor_cls = ray.remote(replica_cls).options(num_cpus=1, num_gpus=num_gpus, max_restarts=-1,
+                                                       max_task_retries=max_task_retries)
         t0 = time.perf_counter()
-        self._actors = [actor_cls.remote(self.model_path, engine, options) for _ in range(replicas)]
-        ray.get([a.pid.remote() for a in self._actors])  # wait until every engine is up (and fail early)
+        self._actors = [self._new_actor() for _ in range(replicas)]
         self._in_flight: dict[int, int] = {}
+        self._restarting: dict[int, Any] = {}  # replica -> ref of its new actor's start
         self.retried_shards = 0
+        self.restarted_replicas = 0
+        try:  # wait until every engine is up (and fail early), but not for ever: a replica Ray cannot place waits
+            ray.get([a.pid.remote() for a in self._actors], timeout=start_timeout_s)
+        except Exception as exc:
+            self.close()
+            if isinstance(exc, ray.exceptions.GetTimeoutError):
+                raise RuntimeError(f"Ray sampler: {replicas} replica(s) of {num_gpus} GPU(s) each were not up after "
+                                   f"{start_timeout_s:.0f} s: the cluster may lack the GPUs (`ray status`), or an engine "
+                                   "hangs at start (the replicas' logs: /tmp/ray/session_latest/logs)") from None
+            raise
         logger.info("Ray sampler: %d %s replica(s) of %s (%d GPU(s) each) started in %.1fs", replicas, engine,
                     self.model_path, num_gpus, time.perf_counter() - t0)
 
     # -- the Sampler interface ------------------------------------------------------------------------
 
+    def _new_actor(self) -> Any:
+        return self._actor_cls.remote(self.model_path, self.engine, self._options)
+
+    def _check_replica(self, replica: int, timeout_s: float = 120.0) -> str | None:
+        """None when the replica's engine still answers (the shard failed for another reason), else why not."""
+        import ray
+
+        try:
+            return ray.get(self._actors[replica].healthy.remote(), timeout=timeout_s)
+        except Exception as exc:  # died, or hangs
+            return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+    def _restart(self, replica: int) -> Any:
+        """Kill replica ``replica`` (its watchdog ends its engine's processes) and start a new one on the current
+        model; returns the reference that resolves when it is up."""
+        import ray
+
+        try:
+            ray.kill(self._actors[replica], no_restart=True)
+        except Exception:  # already gone
+            pass
+        self._actors[replica] = self._new_actor()
+        self.restarted_replicas += 1
+        ref = self._actors[replica].pid.remote()
+        self._restarting[replica] = ref
+        return ref
+
     def switch_model(self, model_path: str) -> bool:
         import ray
 
-        ray.get([a.load.remote(str(model_path)) for a in self._actors])
-        self.model_path = str(model_path)
+        model_path = absolute(model_path)
+        ray.get([a.load.remote(model_path) for a in self._actors])
+        self.model_path = model_path
+        return True
+
+    def sleep(self, level: int) -> str | None:
+        """Every replica's engine asleep (see ``VLLMSampler.sleep``); the reasons of those that cannot, else None."""
+        import ray
+
+        reasons = [r for r in ray.get([a.sleep.remote(level) for a in self._actors]) if r]
+        return "; ".join(sorted(set(reasons))) or None
+
+    def wake(self, model_path: str) -> bool:
+        import ray
+
+        model_path = absolute(model_path)
+        if not all(ray.get([a.wake.remote(model_path) for a in self._actors])):
+            return False
+        self.model_path = model_path
         return True
 
     def generate(self, prompts: Sequence[str], params: SampleParams, desc: str = "sampling",
@@ -190,14 +287,42 @@ class RaySampler:
         return out
 
     def close(self) -> None:
+        """Close every replica's engine (its ``close``, up to ``close_timeout_s``), then kill the actors, then wait
+        until the replicas' processes on this node are gone (their GPU memory with them)."""
         import ray
 
-        for a in getattr(self, "_actors", []):
-            try:
-                ray.kill(a, no_restart=True)
-            except Exception:  # already gone
-                pass
-        self._actors = []
+        actors, self._actors = getattr(self, "_actors", []), []
+        local: list[dict[str, Any]] = []
+        if actors and ray.is_initialized():
+            import socket
+
+            from rest_em.processes import descendants, identity
+
+            try:  # pids of this node only: a remote pid means another process here
+                places = ray.get([a.where.remote() for a in actors], timeout=10)
+                local = [r for host, pid in places if host == socket.gethostname()
+                         for r in [identity(pid), *descendants(pid)] if r]
+            except Exception:  # dead or remote actors: nothing to wait for here
+                local = []
+            refs = [a.close.remote() for a in actors]
+            done, pending = ray.wait(refs, num_returns=len(refs), timeout=self.close_timeout_s)
+            if pending:
+                logger.warning("Ray sampler: %d replica(s) did not close their engine within %.0f s; killing them",
+                               len(pending), self.close_timeout_s)
+            for a in actors:
+                try:
+                    ray.kill(a, no_restart=True)
+                except Exception:  # already gone
+                    pass
+        if local:
+            from rest_em.processes import alive, stop
+
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and any(alive(r) for r in local):
+                time.sleep(0.2)
+            left = stop(local, grace_s=5)
+            if left:
+                logger.warning("Ray sampler: stopped %d replica process(es) that outlived their actor", len(left))
         if getattr(self, "_own_ray", False) and ray.is_initialized():
             ray.shutdown()
             self._own_ray = False
@@ -252,9 +377,11 @@ class RaySampler:
                     self.retried_shards += len(todo)
                     logger.warning("%s: re-running %d failed shard(s) (round %d of %d)", desc, len(todo), round_ + 1,
                                    self.max_rounds)
-                running: dict[Any, tuple[int, int]] = {}  # ref -> (replica, shard)
-                idle = list(range(len(self._actors)))
-                while todo or running:
+                running: dict[Any, tuple[int, int]] = {}  # ref -> (replica, shard); shard -1: a restarted replica's start
+                idle = [i for i in range(len(self._actors)) if i not in self._restarting]
+                for replica, ref in self._restarting.items():
+                    running[ref] = (replica, -1)
+                while (todo and (idle or running)) or any(shard >= 0 for _, shard in running.values()):
                     while todo and idle:
                         replica, shard = idle.pop(0), todo.pop(0)
                         ref = self._actors[replica].run_shard.remote(self.model_path, [keys[i] for i in shards[shard]],
@@ -263,19 +390,39 @@ class RaySampler:
                         self._in_flight[replica] = shard
                     ready, _ = ray.wait(list(running), num_returns=1)
                     replica, shard = running.pop(ready[0])
+                    if shard < 0:  # a restarted replica is up (or failed to start: then it stays out)
+                        self._restarting.pop(replica, None)
+                        try:
+                            ray.get(ready[0])
+                            idle.append(replica)
+                            logger.info("%s: replica %d restarted and back in rotation", desc, replica)
+                        except RayError as exc:
+                            logger.warning("%s: replica %d failed to restart: %s", desc, replica, str(exc).splitlines()[0])
+                        continue
                     self._in_flight.pop(replica, None)
-                    idle.append(replica)
                     try:
                         result = ray.get(ready[0])
                     except RayError as exc:  # the retries Ray made failed too: the next round re-runs it
                         logger.warning("%s: shard %d failed on replica %d: %s", desc, shard, replica,
                                        str(exc).splitlines()[0])
+                        problem = self._check_replica(replica)
+                        if problem is None:
+                            idle.append(replica)
+                        else:  # out of rotation until its new engine is up
+                            logger.warning("%s: replica %d is out of rotation (%s); restarting it", desc, replica, problem)
+                            running[self._restart(replica)] = (replica, -1)
                         continue
                     if directory is not None:
                         write_jsonl_atomic(directory / f"shard_{shard:05d}.jsonl", result["rows"])
                     done[shard] = result["rows"]
                     bar.update(len(shards[shard]) * params.n)
+                    idle.append(replica)
         missing = [i for i in range(len(shards)) if i not in done]
+        for replica in list(self._restarting):  # let a restart finish before the next stage uses the replica
+            try:
+                ray.get(self._restarting.pop(replica), timeout=self.start_timeout_s)
+            except Exception as exc:
+                logger.warning("%s: replica %d failed to restart: %s", desc, replica, str(exc).splitlines()[0])
         if missing:
             raise RuntimeError(f"Ray sampling: {len(missing)} shard(s) still failed after {self.max_rounds} rounds "
                                f"(first: shard {missing[0]}); see the Ray logs (ray logs / /tmp/ray/session_latest)")

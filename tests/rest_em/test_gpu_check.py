@@ -24,6 +24,13 @@ def test_gpu_check_without_cuda_exits_cleanly(monkeypatch, capsys):
     assert proc.returncode == 0, proc.stderr
     assert "no CUDA device" in proc.stdout and "nothing was run" in proc.stdout
     assert "Traceback" not in proc.stderr
+    lines = [line.split() for line in proc.stdout.splitlines() if line.startswith(("PASS", "FAIL", "SKIP"))]
+    # one SKIP line per check, in order, each saying why (issue #22)
+    assert [(w[0], w[1]) for w in lines] == [("SKIP", name) for name in (
+        "packed-llama-sdpa", "packed-llama-eager", "packed-qwen2-sdpa", "packed-qwen2-eager", "no-leak-llama",
+        "no-leak-qwen2", "m-step-in-process", "hf-sampler", "launched-torchrun", "launched-accelerate", "iterate",
+        "checkpoint-round-trip", "vllm-sleep-wake-switch")]
+    assert all(" ".join(w[-3:]) == "no CUDA device" for w in lines)
 
     spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
     module = importlib.util.module_from_spec(spec)

@@ -197,3 +197,95 @@ def test_a_failed_job_reports_its_log_tail(tiny_model_dir, tmp_path):
     trainer = LaunchedTrainer(TrainConfig(launcher="torchrun", num_processes=1))
     with pytest.raises(TrainJobFailed, match=r"(?s)exited with status \[1\].*FileNotFoundError: base model directory not found"):
         trainer.train(tmp_path / "no-such-model", rows, tmp_path / "iter_01" / "checkpoint")
+
+
+# -- Slurm, GPUs of a shared node, stopping a launched job (issue #22) ------------------------------------
+
+
+def test_a_second_driver_under_slurm_is_refused():
+    """Before: `srun -N4 rest-em iterate` started four drivers on one run directory (the guard read no SLURM_*)."""
+    from rest_em.training.launch import LaunchedUnderLauncher
+
+    step = {"SLURM_JOB_ID": "7", "SLURM_STEP_ID": "0", "SLURM_NTASKS": "4", "SLURM_STEP_NUM_TASKS": "4"}
+    for rank in ("0", "1", "3"):
+        with pytest.raises(LaunchedUnderLauncher, match="rank of a 4-process job.*SLURM_PROCID=" + rank):
+            refuse_under_launcher({**step, "SLURM_PROCID": rank})
+    # a second task whose step size is unknown is still a second driver
+    with pytest.raises(LaunchedUnderLauncher, match="training.launcher=srun"):
+        refuse_under_launcher({"SLURM_JOB_ID": "7", "SLURM_STEP_ID": "1", "SLURM_PROCID": "1"})
+    # the sbatch script body (no step) of a 4-task job, and a one-task step, run the driver
+    refuse_under_launcher({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "4", "SLURM_PROCID": "0", "SLURM_NODELIST": "n[1-4]"})
+    refuse_under_launcher({"SLURM_JOB_ID": "7", "SLURM_STEP_ID": "2", "SLURM_PROCID": "0", "SLURM_STEP_NUM_TASKS": "1"})
+
+
+def test_srun_launcher_runs_torchrun_once_per_node_of_the_allocation(tmp_path, monkeypatch):
+    scontrol = tmp_path / "bin" / "scontrol"  # what Slurm's `scontrol show hostnames n[1-2]` prints
+    scontrol.parent.mkdir()
+    scontrol.write_text("#!/bin/sh\n[ \"$1 $2 $3\" = 'show hostnames gpu[01-02]' ] && printf 'gpu01\\ngpu02\\n'\n")
+    scontrol.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{scontrol.parent}:{__import__('os').environ['PATH']}")
+    env = {"SLURM_JOB_ID": "42", "SLURM_JOB_NODELIST": "gpu[01-02]"}
+    plan = plan_job(TrainConfig(launcher="srun", num_processes=8, num_nodes=2), ["--rows", "r"], "py", env=env)
+    (cmd,) = plan.commands
+    assert cmd[0] == "srun" and "--overlap" in cmd and "--nodes=2" in cmd and "--ntasks-per-node=1" in cmd
+    assert "--nodelist=gpu01,gpu02" in cmd and "--kill-on-bad-exit=1" in cmd
+    run = cmd[cmd.index("py"):]
+    assert run[:3] == ["py", "-m", "torch.distributed.run"] and run[run.index("--nproc_per_node") + 1] == "8"
+    assert run[run.index("--rdzv_endpoint") + 1] == "gpu01:29500" and run[run.index("--rdzv_id") + 1] == "rest-em-42"
+    with pytest.raises(ValueError, match="has 2 node"):
+        plan_job(TrainConfig(launcher="srun", num_nodes=3), [], "py", env=env)
+    with pytest.raises(ValueError, match="not inside a Slurm allocation"):
+        plan_job(TrainConfig(launcher="srun"), [], "py", env={})
+
+
+def test_deepspeed_keeps_to_the_visible_gpus(monkeypatch):
+    """Before: DeepSpeed's --num_gpus numbered GPUs from 0, outside CUDA_VISIBLE_DEVICES on a shared node."""
+    import rest_em.training.launch as launch
+
+    monkeypatch.setattr(launch, "_cuda_available", lambda: True)
+    plan = plan_job(TrainConfig(launcher="deepspeed", num_processes=2), [], "py", env={"CUDA_VISIBLE_DEVICES": "4,5,6"})
+    assert "--num_gpus" not in plan.commands[0] and plan.env["CUDA_VISIBLE_DEVICES"] == "4,5"
+    with pytest.raises(ValueError, match="CUDA_VISIBLE_DEVICES=4 has 1 GPU"):
+        plan_job(TrainConfig(launcher="deepspeed", num_processes=2), [], "py", env={"CUDA_VISIBLE_DEVICES": "4"})
+    monkeypatch.setattr("rest_em.gpus.visible_gpu_count", lambda env=None: 8)
+    auto = plan_job(TrainConfig(launcher="torchrun", num_processes="auto"), [], "py", env={})
+    assert auto.commands[0][auto.commands[0].index("--nproc_per_node") + 1] == "8"
+
+
+def test_sigterm_during_a_launched_m_step_leaves_no_process(tiny_model_dir, tmp_path):
+    """Before: no SIGTERM handler, and the launched job (its own session) ran on after its driver was stopped."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    from tests.rest_em.test_processes import ps_matching, wait_until
+
+    rows = [{"prompt": f"Q{i}? ", "completion": f"A{i}." * 8, "problem_id": f"p{i}"} for i in range(64)]
+    (tmp_path / "rows.json").write_text(json.dumps(rows))
+    script = textwrap.dedent(f"""
+        import json, logging
+        from pathlib import Path
+        from rest_em.processes import install_signal_handlers
+        from rest_em.training import TrainConfig
+        from rest_em.training.launch import LaunchedTrainer
+        logging.basicConfig(level=logging.INFO)
+        install_signal_handlers()
+        rows = json.loads(Path({str(tmp_path / "rows.json")!r}).read_text())
+        cfg = TrainConfig(launcher="torchrun", num_processes=2, num_epochs=200, per_device_batch_size=1, dtype="float32")
+        LaunchedTrainer(cfg).train(Path({tiny_model_dir!r}), rows, Path({str(tmp_path / "iter_01" / "checkpoint")!r}))
+    """)
+    driver = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(REPO)},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    job_log = tmp_path / "iter_01" / "train_job" / "job.log"
+    marker = str(tmp_path / "iter_01" / "train_job" / "result.json")  # in every rank's command line
+    # torchrun and both ranks are up and training (the ranks log their steps)
+    assert wait_until(lambda: len(ps_matching(marker)) >= 3 and "/s]" in job_log.read_text(errors="replace")
+                      if job_log.exists() else False, 240), (ps_matching(marker), job_log.read_text()[-2000:])
+    driver.send_signal(signal.SIGTERM)
+    code = driver.wait(timeout=60)
+    err = driver.stderr.read()
+    assert code == 128 + signal.SIGTERM, err[-2000:]
+    assert "stopping the launched job's process group" in err
+    assert wait_until(lambda: ps_matching(marker) == [], 10), ps_matching(marker)

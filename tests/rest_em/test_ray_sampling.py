@@ -49,7 +49,7 @@ def unsharded(tiny_model_dir, problems):
 @pytest.fixture(scope="module")
 def ray_sampler(tiny_model_dir):
     env = {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), "OMP_WAIT_POLICY": "PASSIVE"}
-    ray.init(num_cpus=2, _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False,
+    ray.init(num_cpus=4, _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": env})
     from ray._private import services
 
@@ -109,14 +109,63 @@ def test_a_replica_killed_mid_shard_loses_and_duplicates_nothing(ray_sampler, pr
     assert killed not in ray_sampler.replica_pids()  # the killed replica was restarted
 
 
+def test_a_replica_whose_engine_died_is_restarted_and_no_row_is_lost(ray_sampler, tiny_model_dir, problems, unsharded,
+                                                                      tmp_path, monkeypatch):
+    from rest_em.sampling.ray_backend import RaySampler, _Replica
+
+    class Replica(_Replica):  # defined here, shipped to the actor by value (cloudpickle)
+        def run_shard(self, model_path, keys, prompts, params):
+            flag = Path(flag_path)
+            if not flag.exists():
+                flag.write_text(str(os.getpid()))
+                self.sampler.model = None  # the engine is gone mid-shard; the actor process lives on
+            return super().run_shard(model_path, keys, prompts, params)
+
+    flag_path = str(tmp_path / "engine-died")
+    sampler = RaySampler(tiny_model_dir, engine="hf", replicas=2, shard_size=1, dtype="float32", replica_cls=Replica)
+    try:
+        pids = sampler.replica_pids()
+        rows, _ = generate_rows(sampler, problems, PARAMS, 1, "engine-died", shard_dir=tmp_path / "shards")
+        assert Path(flag_path).exists()
+        assert rows == unsharded  # every row, once, text included
+        assert sampler.restarted_replicas == 1 and sampler.retried_shards >= 1
+        assert int(Path(flag_path).read_text()) not in sampler.replica_pids() and len(set(pids) & set(sampler.replica_pids())) == 1
+    finally:
+        sampler.close()
+
+
+def test_relative_run_paths_reach_the_actors_absolute(ray_sampler, tiny_model_dir, tmp_path, monkeypatch):
+    """Before: `output_dir: runs` reached remote actors as a path relative to their own working directory."""
+    import shutil
+
+    shutil.copytree(tiny_model_dir, tmp_path / "runs" / "x" / "iter_01" / "checkpoint")
+    monkeypatch.chdir(tmp_path)
+    relative = "runs/x/iter_01/checkpoint"
+    assert ray_sampler.sleep(2) is None and ray_sampler.wake(relative)  # the loop's path between E-step and M-step
+    expected = str(tmp_path / relative)
+    assert ray.get([a.current_path.remote() for a in ray_sampler._actors]) == [expected] * 2
+    assert ray_sampler.model_path == expected
+    assert ray_sampler.switch_model(tiny_model_dir) and ray.get(ray_sampler._actors[0].current_path.remote()) == tiny_model_dir
+
+
 def test_config_selects_the_ray_backend_and_its_options():
     from rest_em.config import load_config
     from rest_em.policy import Samplers
 
-    cfg = load_config(None, ["sampling.backend=ray", "sampling.ray_address=auto", "sampling.ray_replicas=8",
+    cfg = load_config(None, ["sampling.backend=ray", "sampling.ray_address=auto", "sampling.replicas=8",
                              "sampling.ray_engine=vllm", "sampling.tensor_parallel_size=2", "sampling.shard_size=16"])
     options = Samplers(cfg).engine_options()
     assert {k: options[k] for k in ("engine", "replicas", "ray_address", "shard_size", "tensor_parallel_size")} == {
         "engine": "vllm", "replicas": 8, "ray_address": "auto", "shard_size": 16, "tensor_parallel_size": 2}
-    warned = load_config(None, ["sampling.backend=hf", "sampling.ray_replicas=2"]).warnings()
+    warned = load_config(None, ["sampling.backend=hf", "sampling.shard_size=2"]).warnings()
     assert any("applies to sampling.backend=ray only" in w for w in warned)
+    # `auto` is resolved against the Ray cluster's GPUs inside RaySampler: None reaches it
+    assert Samplers(load_config(None, ["sampling.backend=ray"])).engine_options()["replicas"] is None
+
+
+def test_removed_keys_name_their_replacement():
+    from rest_em.config import ConfigError, load_config
+
+    for key in ("sampling.ray_replicas=2", "sampling.data_parallel_size=2"):
+        with pytest.raises(ConfigError, match="use sampling.replicas"):
+            load_config(None, [key])
