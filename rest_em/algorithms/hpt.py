@@ -48,6 +48,16 @@ class HPTSection:
                            "reference solution instead of its samples (Lv et al. 2025 use 0: only unsolved problems)")
 
 
+def require_references(sets: "ProblemSets", who: str) -> None:
+    """Refuse, before anything is sampled, train problems without reference solutions."""
+    task = sets.train.task
+    with_ref = sum(p.solution is not None for p in sets.train.problems)
+    if task.name not in REFERENCE_TASKS or (sets.train.problems and not with_ref):
+        raise ConfigError(f"{who} reference solutions of the train problems; task {task.name!r} "
+                          f"has {'none' if not with_ref else 'no usable ones'} (tasks with reference solutions: "
+                          f"{', '.join(REFERENCE_TASKS)}; `dataset` with task.fields.solution)")
+
+
 def pass_rates(verified: Sequence["VerifiedSample"]) -> dict[str, float]:
     """Problem id -> passes / (passes + fails); problems with only ``error`` verdicts are left out."""
     counts: dict[str, Counter[str]] = {}
@@ -85,12 +95,7 @@ class HPTGate(Algorithm):
     own_set = True
 
     def check(self, sets: "ProblemSets") -> None:
-        task = sets.train.task
-        with_ref = sum(p.solution is not None for p in sets.train.problems)
-        if task.name not in REFERENCE_TASKS or (sets.train.problems and not with_ref):
-            raise ConfigError(f"algorithm hpt_gate needs reference solutions of the train problems; task {task.name!r} "
-                              f"has {'none' if not with_ref else 'no usable ones'} (tasks with reference solutions: "
-                              f"{', '.join(REFERENCE_TASKS)})")
+        require_references(sets, "algorithm hpt_gate needs")
 
     def own_rows(self, iteration: int, train: "ProblemSet", verified: Sequence["VerifiedSample"], sft: Rows
                  ) -> tuple[Rows, dict[str, Any]]:

@@ -20,7 +20,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from rest_em.algorithms.base import Algorithm, Rows
-from rest_em.algorithms.hpt import REFERENCE_TASKS, reference_completion
+from rest_em.algorithms.hpt import reference_completion, require_references
 from rest_em.config import ConfigError
 from rest_em.mstep import m_step
 from rest_em.policy import Policy
@@ -70,12 +70,7 @@ class SFT(Algorithm):
         return 1
 
     def check(self, sets: "ProblemSets") -> None:
-        task = sets.train.task
-        with_ref = sum(p.solution is not None for p in sets.train.problems)
-        if task.name not in REFERENCE_TASKS or (sets.train.problems and not with_ref):
-            raise ConfigError(f"algorithm sft trains on reference solutions of the train problems; task {task.name!r} "
-                              f"has {'none' if not with_ref else 'no usable ones'} (tasks with reference solutions: "
-                              f"{', '.join(REFERENCE_TASKS)})")
+        require_references(sets, "algorithm sft trains on")
         if self.cfg.iterations > 1:
             logger.warning("sft: %s (iterations=%d: iteration 1 only)", ONE_STEP, self.cfg.iterations)
         if self.init_from != "base":
