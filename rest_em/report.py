@@ -267,6 +267,8 @@ def uncertainty_lines(data: dict[str, Any]) -> list[str]:
     """The report's interval method and the paired differences between iterations (lines)."""
     from rest_em.intervals import describe
 
+    if "intervals_method" not in data:  # data not made by collect() (no intervals were computed)
+        return []
     keys = metric_keys(data)
     lines = ["", "## Uncertainty", "",
              f"Figures in brackets are {describe(data['intervals_method'])}: how far a figure can move when the test "
