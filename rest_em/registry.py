@@ -1,6 +1,6 @@
 """Where algorithms are found, by name: one module each, and nothing else to edit.
 
-    names()                        # ['dpo', 'expert_iteration', 'grpo', 'hpt_gate', 'rcrl', 'rest_em', ...]
+    algorithms()                   # {'dpo': DPO, 'expert_iteration': ExpertIteration, 'grpo': GRPO, ...}
     get("dpo")                     # the class rest_em.algorithms.dpo.ALGORITHM
     get("toy", plugins=["tests/rest_em/toy_algorithm.py"])
 
@@ -140,10 +140,6 @@ def algorithms(plugins: Iterable[str] = ()) -> dict[str, Any]:
     own = set(load_plugins(plugins))
     others = set(_plugin_names.values()) - own
     return dict(sorted((name, cls) for name, cls in _found.items() if name not in others))
-
-
-def names(plugins: Iterable[str] = ()) -> list[str]:
-    return list(algorithms(plugins))
 
 
 def get(name: str, plugins: Iterable[str] = ()) -> Any:
