@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import yaml
 
-from rest_em.config import Config, ConfigError, config_differences, config_to_dict, dump_config
+from rest_em.config import Config, ConfigError, config_differences, config_to_dict, dump_config, migrate
 from verifiers.io import read_jsonl, write_jsonl_atomic, write_text_atomic
 
 Rows = list[dict[str, Any]]
@@ -49,6 +49,7 @@ class RunDir:
         if path.exists():
             saved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
             saved.pop("meta", None)
+            saved = _migrated(saved, cfg, path)
             # A key added to the schema after the run was created takes its default there.
             saved = _with_defaults(saved, config_to_dict(Config()))
             diffs = [d for d in config_differences(saved, current) if d.split(":")[0] not in RESUMABLE_KEYS]
@@ -116,6 +117,38 @@ class RunDir:
             if p.is_dir() and suffix.isdigit():
                 out.append(int(suffix))
         return sorted(out)
+
+
+def _migrated(saved: dict[str, Any], cfg: Config, path: Path) -> dict[str, Any]:
+    """A config saved by an older version, in today's keys, so resuming compares like with like.
+
+    Renamed keys move to their new place (``config.migrate``). Two cases only a saved config has:
+    - a renamed key of another algorithm's section (``grpo.temperature`` in a ReST-EM run) was never
+      read by this run, and is dropped;
+    - a renamed key of this run's own algorithm held the value that run used, so it replaces the twin
+      the old version also saved under the new name (then compared with the config being resumed)."""
+    from rest_em import registry
+
+    found = registry.algorithms(cfg.plugins)
+    own = found.get(cfg.algorithm)
+    saved = {k: dict(v) if isinstance(v, dict) else v for k, v in saved.items()}
+    for cls in found.values():
+        for old, new in cls.renamed_keys.items():
+            sec, _, key = old.rpartition(".")
+            holder = saved.get(sec) if sec else saved
+            if not isinstance(holder, dict) or key not in holder:
+                continue
+            if cls is not own:
+                holder.pop(key)
+                continue
+            n_sec, _, n_key = (new[0] if isinstance(new, tuple) else new).rpartition(".")
+            twin = saved.get(n_sec) if n_sec else saved
+            if isinstance(twin, dict):
+                twin.pop(n_key, None)
+    data, notes = migrate(saved, found, where=str(path))
+    if notes:
+        logger.info("%s was written by an older version; read with today's keys: %s", path, "; ".join(notes))
+    return data
 
 
 def _with_defaults(saved: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:

@@ -400,3 +400,43 @@ def test_a_run_created_before_a_config_section_existed_resumes(setup):
     cfg.dpo.beta = 0.5
     with pytest.raises(ConfigError, match=r"dpo.beta: 0.1 -> 0.5"):
         RunDir.open(cfg)
+
+
+def test_a_run_saved_with_keys_renamed_since_resumes(setup):
+    """An older version saved ``training.dtype`` and the ``grpo.*`` twins of shared keys; the run resumes."""
+    import yaml
+
+    cfg, _, _ = setup("rest_em", lambda m, j, i: i == 0, iterations=1)
+    run(cfg)
+    path = cfg.run_dir() / "config.yaml"
+    saved = yaml.safe_load(path.read_text())
+    saved["training"]["dtype"] = saved["model"]["dtype"]
+    saved["grpo"]["temperature"] = saved["sampling"]["temperature"] + 0.3  # a ReST-EM run never read it
+    saved["grpo"]["report_to"] = []
+    path.write_text(yaml.safe_dump(saved))
+    RunDir.open(cfg)
+    saved["model"]["dtype"] = "float16" if cfg.model.dtype != "float16" else "float32"
+    saved["training"]["dtype"] = saved["model"]["dtype"]
+    path.write_text(yaml.safe_dump(saved))
+    with pytest.raises(ConfigError, match=r"model.dtype"):  # a real difference is still one
+        RunDir.open(cfg)
+
+
+def test_a_grpo_run_saved_with_its_old_keys_resumes_with_the_values_it_used(tmp_path, tiny_model_dir):
+    import yaml
+
+    from rest_em.config import config_to_dict
+
+    cfg = load_config(REPO / "configs" / "grpo-default.yaml", [
+        f"model.path={tiny_model_dir}", f"run.output_dir={tmp_path / 'runs'}", "sampling.temperature=1.0"])
+    RunDir.open(cfg)
+    path = cfg.run_dir() / "config.yaml"
+    saved = config_to_dict(cfg)
+    saved["grpo"]["temperature"] = 1.0  # the value the old GRPO read ...
+    saved["sampling"]["temperature"] = 0.7  # ... beside the shared key it did not read
+    path.write_text(yaml.safe_dump(saved))
+    RunDir.open(cfg)
+    saved["grpo"]["temperature"] = 0.9
+    path.write_text(yaml.safe_dump(saved))
+    with pytest.raises(ConfigError, match=r"sampling.temperature: 0.9 -> 1.0"):
+        RunDir.open(cfg)

@@ -115,9 +115,13 @@ def test_a_replica_whose_engine_died_is_restarted_and_no_row_is_lost(ray_sampler
 
     class Replica(_Replica):  # defined here, shipped to the actor by value (cloudpickle)
         def run_shard(self, model_path, keys, prompts, params):
-            flag = Path(flag_path)
-            if not flag.exists():
-                flag.write_text(str(os.getpid()))
+            try:  # O_EXCL: exactly one replica loses its engine, even when both start a shard at once
+                fd = os.open(flag_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                fd = None
+            if fd is not None:
+                with os.fdopen(fd, "w") as f:
+                    f.write(str(os.getpid()))
                 self.sampler.model = None  # the engine is gone mid-shard; the actor process lives on
             return super().run_shard(model_path, keys, prompts, params)
 
