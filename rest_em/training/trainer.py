@@ -318,7 +318,7 @@ def run_training(base_model_path: str, examples: Sequence[dict], config: TrainCo
     try:
         deepspeed_cfg = None
         if config.backend == "deepspeed":
-            deepspeed_cfg = load_deepspeed_config(config.deepspeed_config, config.zero_stage)
+            deepspeed_cfg = load_deepspeed_config(config.deepspeed_config, config.zero_stage, cpu=not cuda)
             single_process = bool(ensure_single_process_env())
             if not cuda:
                 skip_shm_comm_build()

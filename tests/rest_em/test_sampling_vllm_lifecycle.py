@@ -95,3 +95,30 @@ def test_kill_9_during_an_e_step_leaves_no_engine_and_the_rerun_resumes_with_one
                            text=True, timeout=1500)
     assert fresh.returncode == 0, fresh.stderr[-3000:]
     assert metrics(tmp_path / "runs" / "fresh") == metrics(run_dir)
+
+
+def test_a_lora_run_samples_from_the_merged_checkpoints_on_one_engine(tmp_path, tiny_model_dir):
+    """`training.lora.r=8` for 2 iterations: each M-step merges its adapter into a plain safetensors checkpoint,
+    and the one vLLM engine wakes with it (a real engine, no adapter loaded on the sampling side)."""
+    from safetensors.torch import load_file
+
+    pytest.importorskip("peft")
+    cmd = command(tmp_path, tiny_model_dir, "lora") + ["training.lora.r=8", "training.lora.alpha=16",
+                                                       "training.learning_rate=1e-2"]
+    out = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=1500)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    text = out.stdout + out.stderr
+    run_dir = tmp_path / "runs" / "lora"
+    assert len(re.findall(r"vLLM sampler: .* started in", text)) == 1
+    switched = re.findall(r"switched to (\S*iter_0[12]/checkpoint)", text)
+    assert len(switched) == 2, text[-3000:]
+    base = load_file(str(Path(tiny_model_dir) / "model.safetensors"))
+    for it in (1, 2):
+        ckpt = run_dir / f"iter_{it:02d}" / "checkpoint"
+        assert not (ckpt / "adapter_config.json").exists()  # merged: vLLM and transformers load it as any model
+        merged = load_file(str(ckpt / "model.safetensors"))
+        assert set(merged) <= set(base) and not any(".lora_" in k for k in merged)
+        changed = [k for k in merged if not (merged[k].float() - base[k].float()).abs().max() < 1e-7]
+        assert changed, f"iteration {it}: the merged checkpoint equals the base model"
+        assert all("proj" in k for k in changed), changed  # only the adapted projections moved
+    assert [i for i, _ in metrics(run_dir)] == [0, 1, 2]

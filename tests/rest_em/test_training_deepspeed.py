@@ -33,6 +33,15 @@ def test_shipped_json_configs_match_the_builder(stage):
     assert json.loads(path.read_text()) == build_deepspeed_config(stage)
 
 
+@pytest.mark.parametrize("stage", [1, 2])
+def test_the_cpu_config_reduces_in_one_bucket_without_gpu_stream_overlap(stage):
+    gpu, cpu = build_deepspeed_config(stage)["zero_optimization"], build_deepspeed_config(stage, cpu=True)["zero_optimization"]
+    assert gpu["overlap_comm"] and gpu["contiguous_gradients"] and gpu["reduce_bucket_size"] == "auto"
+    assert not cpu["overlap_comm"] and not cpu["contiguous_gradients"]
+    assert cpu["reduce_bucket_size"] == cpu["allgather_bucket_size"] >= 500_000_000
+    assert load_deepspeed_config(None, stage, cpu=True) == build_deepspeed_config(stage, cpu=True)
+
+
 def test_config_file_errors(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_deepspeed_config(str(tmp_path / "nope.json"), 2)
