@@ -73,7 +73,6 @@ DPO_UNUSED_TRAINING = {
     "training.packing": "TRL pads each (chosen, rejected) batch itself",
     "training.supervised_logits_only": "the DPO loss needs the log-probabilities of every completion token of both",
     "training.share_prompts": "TRL pads each (chosen, rejected) batch itself",
-    "training.lora": "DPO trains the full model (TRL's peft support is not wired in here)",
 }
 
 

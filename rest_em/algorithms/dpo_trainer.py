@@ -6,8 +6,10 @@
 Only TRL's stable surface is used (``DPOConfig`` fields shared by TRL 0.x and 1.x, ``DPOTrainer(model,
 ref_model=None, args, train_dataset, processing_class)``), so it works across the transformers versions
 the project supports. TRL tokenizes ``prompt`` (our rendered chat prompt) and ``prompt + chosen`` /
-``prompt + rejected`` with EOS appended, and copies the start model as the frozen reference. The
-checkpoint (safetensors, tokenizer) is written to a scratch sibling and renamed into place.
+``prompt + rejected`` with EOS appended, and copies the start model as the frozen reference. With
+``training.lora`` it trains a fresh LoRA adapter (TRL's ``peft_config``); the reference is then the start
+model with the adapter disabled (no copy), and the adapter is merged into the checkpoint. The checkpoint
+(safetensors, tokenizer) is written to a scratch sibling and renamed into place.
 """
 
 from __future__ import annotations
@@ -75,9 +77,15 @@ class TRLDPOTrainer:
             logging_steps=max(1, steps_per_epoch // 4), dataloader_num_workers=0, use_cpu=not cuda,
             gradient_checkpointing=c.gradient_checkpointing, **precision_flags(c.dtype, cuda, "training.dtype"),
         )
-        trainer = DPOTrainer(model=model, ref_model=None, args=args, train_dataset=data, processing_class=tokenizer)
-        logger.info("DPO M-step: %d pairs, %d steps/epoch x %.2g epochs, beta %s, loss %s", len(rows), steps_per_epoch,
-                    c.num_epochs, self.dpo.beta, self.dpo.loss_type)
+        peft = {}
+        if c.lora.enabled:  # a fresh adapter on the start model; TRL's reference is that model, adapter disabled
+            from rest_em.training.lora import peft_lora_config
+
+            peft = {"peft_config": peft_lora_config(c.lora)}
+        trainer = DPOTrainer(model=model, ref_model=None, args=args, train_dataset=data, processing_class=tokenizer,
+                             **peft)
+        logger.info("DPO M-step: %d pairs, %d steps/epoch x %.2g epochs, beta %s, loss %s%s", len(rows), steps_per_epoch,
+                    c.num_epochs, self.dpo.beta, self.dpo.loss_type, f", LoRA r={c.lora.r}" if peft else "")
         t_train = time.perf_counter()
         output = trainer.train()
         train_seconds = time.perf_counter() - t_train

@@ -22,18 +22,18 @@ from collections.abc import Sequence
 logger = logging.getLogger(__name__)
 
 
-def wrap_lora(model, lora, trainable_token_ids: Sequence[int] = ()):
-    """``model`` with a fresh LoRA adapter (``lora``: :class:`rest_em.training.LoRAConfig`); raises ImportError
-    naming the extra when peft is missing."""
+def peft_lora_config(lora, trainable_token_ids: Sequence[int] = ()):
+    """peft's ``LoraConfig`` for ``lora`` (:class:`rest_em.training.LoRAConfig`), e.g. for a TRL trainer's
+    ``peft_config``; raises ImportError naming the extra when peft is missing."""
     try:
-        from peft import LoraConfig, TaskType, get_peft_model
+        from peft import LoraConfig, TaskType
     except ImportError as exc:  # pragma: no cover - the train extra brings peft
         raise ImportError("training.lora.r is set but peft is not installed: pip install 'rest-em[train]' "
                           "(or pip install peft)") from exc
     kwargs = {}
     if trainable_token_ids:
         kwargs["trainable_token_indices"] = sorted(set(int(i) for i in trainable_token_ids))
-    cfg = LoraConfig(
+    return LoraConfig(
         task_type=TaskType.CAUSAL_LM,
         r=lora.r,
         lora_alpha=lora.alpha if lora.alpha is not None else 2 * lora.r,
@@ -42,12 +42,20 @@ def wrap_lora(model, lora, trainable_token_ids: Sequence[int] = ()):
         bias="none",
         **kwargs,
     )
+
+
+def wrap_lora(model, lora, trainable_token_ids: Sequence[int] = ()):
+    """``model`` with a fresh LoRA adapter (``lora``: :class:`rest_em.training.LoRAConfig`); raises ImportError
+    naming the extra when peft is missing."""
+    cfg = peft_lora_config(lora, trainable_token_ids)
+    from peft import get_peft_model
+
     peft_model = get_peft_model(model, cfg)
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in peft_model.parameters())
     logger.info("LoRA r=%d alpha=%s on %s: %d of %d parameters train (%.2f%%)%s", lora.r, cfg.lora_alpha,
                 lora.target_modules or "all linear layers", trainable, total, 100.0 * trainable / max(total, 1),
-                f", {len(kwargs['trainable_token_indices'])} embedding rows" if trainable_token_ids else "")
+                f", {len(cfg.trainable_token_indices)} embedding rows" if trainable_token_ids else "")
     return peft_model
 
 

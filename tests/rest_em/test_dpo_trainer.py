@@ -26,3 +26,27 @@ def test_one_real_dpo_step_writes_a_loadable_safetensors_checkpoint(tmp_path, ti
     after = load_file(str(out / "model.safetensors"))
     assert any((before[k] != after[k]).any() for k in before if k in after)
     AutoModelForCausalLM.from_pretrained(str(out))
+
+
+def test_a_dpo_m_step_with_lora_merges_its_adapter_and_moves_only_the_adapted_layers(tmp_path, tiny_model_dir,
+                                                                                     chat_prompts):
+    import pytest
+
+    pytest.importorskip("peft")
+    from safetensors.torch import load_file
+
+    from rest_em.training import LoRAConfig
+
+    pairs = [{"problem_id": f"p{i}", "prompt": prompt, "chosen": "The answer is \\boxed{5}.", "rejected": "I think 6."}
+             for i, prompt in enumerate(chat_prompts[:2])]
+    config = TrainConfig(num_epochs=1, per_device_batch_size=2, learning_rate=1e-2, max_seq_len=64, dtype="float32",
+                         lora=LoRAConfig(r=4, alpha=8))
+    out = tmp_path / "iter_01" / "checkpoint"
+    result = TRLDPOTrainer(config, DPOSection(beta=0.1)).train(Path(tiny_model_dir), pairs, out)
+    assert result.steps == 1 and result.train_loss is not None
+    assert not (out / "adapter_config.json").exists()
+    before = load_file(str(Path(tiny_model_dir) / "model.safetensors"))
+    after = load_file(str(out / "model.safetensors"))
+    assert set(after) <= set(before) and not any("lora_" in k for k in after)
+    moved = [k for k in after if (before[k] != after[k]).any()]
+    assert moved and all("proj" in k for k in moved), moved  # the adapted linear layers only; embeddings untouched
