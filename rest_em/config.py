@@ -480,16 +480,21 @@ def renamed_keys(found: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def migrate(data: dict[str, Any], found: dict[str, Any] | None = None, where: str = "config"
-            ) -> tuple[dict[str, Any], list[str]]:
+def migrate(data: dict[str, Any], found: dict[str, Any] | None = None, where: str = "config",
+            saved_by: str | None = None) -> tuple[dict[str, Any], list[str]]:
     """``data`` with every renamed key moved to its new place, and one message per key moved.
 
-    A key set under both names, to different values, is an error that names both."""
+    A key set under both names, to different values, is an error that names both. ``saved_by``: ``data`` is
+    the config an older version saved for a run of that algorithm, which also wrote the new keys' defaults.
+    Then an old key of another algorithm was never read and is dropped, and an old key of this algorithm
+    held the value the run used, so it replaces its twin."""
     import copy
 
     data = copy.deepcopy(data)
     notes = []
-    for old, new in renamed_keys(found if found is not None else _algorithms(data.get("plugins") or [])).items():
+    found = found if found is not None else _algorithms(data.get("plugins") or [])
+    owner = {old: name for name, cls in found.items() for old in cls.renamed_keys}
+    for old, new in renamed_keys(found).items():
         convert = None
         if isinstance(new, tuple):  # (new key, how an old value becomes a new one)
             new, convert = new
@@ -498,11 +503,17 @@ def migrate(data: dict[str, Any], found: dict[str, Any] | None = None, where: st
         if not isinstance(holder, dict) or o_key not in holder:
             continue
         value = holder.pop(o_key)
-        if convert is not None:
-            value = convert(value.value if isinstance(value, _RawOverride) else value)
         if o_sec and not holder:
             data.pop(o_sec)
         n_sec, _, n_key = new.rpartition(".")
+        if saved_by is not None and old in owner:
+            if owner[old] != saved_by:
+                continue
+            twin = data.get(n_sec) if n_sec else data
+            if isinstance(twin, dict):
+                twin.pop(n_key, None)
+        if convert is not None:
+            value = convert(value.value if isinstance(value, _RawOverride) else value)
         target = data.setdefault(n_sec, {}) if n_sec else data
         if not isinstance(target, dict):
             raise ConfigError(f"{where}: {n_sec!r} must be a mapping")

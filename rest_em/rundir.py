@@ -120,32 +120,10 @@ class RunDir:
 
 
 def _migrated(saved: dict[str, Any], cfg: Config, path: Path) -> dict[str, Any]:
-    """A config saved by an older version, in today's keys, so resuming compares like with like.
-
-    Renamed keys move to their new place (``config.migrate``). Two cases only a saved config has:
-    - a renamed key of another algorithm's section (``grpo.temperature`` in a ReST-EM run) was never
-      read by this run, and is dropped;
-    - a renamed key of this run's own algorithm held the value that run used, so it replaces the twin
-      the old version also saved under the new name (then compared with the config being resumed)."""
+    """A config saved by an older version, in today's keys, so resuming compares like with like."""
     from rest_em import registry
 
-    found = registry.algorithms(cfg.plugins)
-    own = found.get(cfg.algorithm)
-    saved = {k: dict(v) if isinstance(v, dict) else v for k, v in saved.items()}
-    for cls in found.values():
-        for old, new in cls.renamed_keys.items():
-            sec, _, key = old.rpartition(".")
-            holder = saved.get(sec) if sec else saved
-            if not isinstance(holder, dict) or key not in holder:
-                continue
-            if cls is not own:
-                holder.pop(key)
-                continue
-            n_sec, _, n_key = (new[0] if isinstance(new, tuple) else new).rpartition(".")
-            twin = saved.get(n_sec) if n_sec else saved
-            if isinstance(twin, dict):
-                twin.pop(n_key, None)
-    data, notes = migrate(saved, found, where=str(path))
+    data, notes = migrate(saved, registry.algorithms(cfg.plugins), where=str(path), saved_by=cfg.algorithm)
     if notes:
         logger.info("%s was written by an older version; read with today's keys: %s", path, "; ".join(notes))
     return data
