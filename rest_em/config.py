@@ -177,8 +177,9 @@ class SamplingSection:
     seeding: Literal["batch", "problem"] = opt("batch", "`batch`: one seed per sampling call (the default outputs); "
                                                "`problem`: each problem seeded by (seed, problem_id), so sharded and "
                                                "unsharded runs give the same rows (always on with backend `ray`)")
-    ray_address: str | None = opt(None, "backend `ray`: `null` = start Ray on this machine, `auto` = the cluster "
-                                  "`ray start` joined this node to, or `ray://host:10001`")
+    ray_address: str | None = opt(None, "backend `ray`: `null` = start Ray on this machine (or join the cluster "
+                                  "`RAY_ADDRESS` names), `auto` = the cluster `ray start` joined this node to, or "
+                                  "`ray://host:10001`")
     ray_engine: Literal["auto", "vllm", "hf"] = opt("auto", "backend `ray`: the engine in each replica (`auto` = vllm "
                                                     "when the cluster has GPUs, else hf)")
     shard_size: int | None = opt(None, "backend `ray`: problems per shard, each written to `iter_NN/shards/` as it "

@@ -162,7 +162,10 @@ class RaySampler:
             repo = str(Path(__file__).resolve().parents[2])
             env = {"PYTHONPATH": os.pathsep.join([repo, *filter(None, [os.environ.get("PYTHONPATH")])]),
                    "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
-            ray.init(address=ray_address, runtime_env={"env_vars": env}, include_dashboard=False,
+            # null: a new Ray on this machine (or the cluster RAY_ADDRESS names), never the one a stale
+            # /tmp/ray/ray_current_cluster points to, which is where plain ray.init() would go
+            address = ray_address or os.environ.get("RAY_ADDRESS") or "local"
+            ray.init(address=address, runtime_env={"env_vars": env}, include_dashboard=False,
                      log_to_driver=False, configure_logging=False)
         gpus = int(ray.cluster_resources().get("GPU", 0))
         if engine == "auto":

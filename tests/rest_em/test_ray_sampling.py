@@ -49,7 +49,7 @@ def unsharded(tiny_model_dir, problems):
 @pytest.fixture(scope="module")
 def ray_sampler(tiny_model_dir):
     env = {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), "OMP_WAIT_POLICY": "PASSIVE"}
-    ray.init(num_cpus=4, _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=4, _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": env})
     from ray._private import services
 
@@ -173,3 +173,28 @@ def test_removed_keys_name_their_replacement():
     for key in ("sampling.ray_replicas=2", "sampling.data_parallel_size=2"):
         with pytest.raises(ConfigError, match="use sampling.replicas"):
             load_config(None, [key])
+
+
+@pytest.mark.parametrize(("configured", "env", "expected"), [
+    (None, None, "local"),  # never the cluster a stale /tmp/ray/ray_current_cluster names (plain ray.init() would join it)
+    (None, "10.0.0.1:6379", "10.0.0.1:6379"),  # Ray's own convention: RAY_ADDRESS names the cluster
+    ("auto", "10.0.0.1:6379", "auto"),
+])
+def test_ray_address_null_starts_ray_here_unless_ray_address_is_set(monkeypatch, configured, env, expected):
+    from rest_em.sampling.ray_backend import RaySampler
+
+    class Called(Exception):
+        pass
+
+    def init(address=None, **kwargs):
+        raise Called(address)
+
+    if env is None:
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    else:
+        monkeypatch.setenv("RAY_ADDRESS", env)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    with pytest.raises(Called) as called:
+        RaySampler("model", engine="hf", ray_address=configured)
+    assert called.value.args == (expected,)
