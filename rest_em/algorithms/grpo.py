@@ -13,12 +13,14 @@ Settings: ``grpo.*`` holds what is GRPO's own (steps, group size, beta, clipping
 credit, the generation backend, TRL pass-through). The completions are sampled with ``sampling.*``
 (``temperature``, ``top_p``, ``top_k``, ``max_tokens``, ``stop``, ``gpu_memory_utilization``), the
 optimizer is ``training.*`` (``learning_rate``, ``lr_scheduler``, ``warmup_ratio``, ``weight_decay``,
-``gradient_checkpointing``, ``seed``), the precision ``model.dtype``. The keys the section used to have
+``gradient_checkpointing``, ``seed``), the precision ``model.dtype``; ``training.lora`` trains a LoRA adapter
+(TRL's ``peft_config``), merged into each exported checkpoint. The keys the section used to have
 for these still load, with a message naming the new key (``GRPO.renamed_keys``).
 
 The run directory is ReST-EM's (``rest-em report`` and ``rest-em compare`` read it unchanged), plus::
 
-    grpo/trainer/checkpoint-N/   the trainer's last checkpoint (weights, optimizer, scheduler, RNG, trainer state)
+    grpo/trainer/checkpoint-N/   the trainer's last checkpoint (weights, optimizer, scheduler, RNG, trainer state;
+                                 with LoRA the adapter instead of the weights)
     grpo/steps.jsonl             one row per step: reward mean/std, share of groups with zero reward std,
                                  KL (beta > 0), completion length, verdict counts, reward and step seconds
     grpo/rollouts.jsonl          every verified completion: step, problem_id, sample_idx, text, verdict, reward
@@ -47,7 +49,7 @@ from rest_em.policy import Policy
 from rest_em.problem_sets import ProblemSet
 from rest_em.rundir import read_rows
 from rest_em.training.memory import free_accelerator_memory
-from rest_em.training.publish import publish_files
+from rest_em.training.publish import publish_files, publish_model
 from verifiers.io import write_jsonl_atomic
 from verifiers.verdict import FAIL_REASONS
 
@@ -170,7 +172,6 @@ UNUSED = {
     "training.packing": "TRL pads the completions itself",
     "training.supervised_logits_only": "TRL computes the completions' log-probabilities itself",
     "training.share_prompts": "TRL pads the completions itself",
-    "training.lora": "GRPO trains the full model (TRL's peft support is not wired in here)",
 }
 
 
@@ -206,7 +207,7 @@ class GRPO(Algorithm):
         if not self.rd.done(iteration, "train"):
             policy.samplers.close()  # the evaluation's engine would hold the memory the trainer needs
             info = train_segment(self.cfg, self.base, sets.train, work, stop_at)
-            export_checkpoint(work / "trainer" / f"checkpoint-{stop_at}", checkpoint)
+            export_checkpoint(work / "trainer" / f"checkpoint-{stop_at}", checkpoint, self.base)
             self.rd.mark(iteration, "train", info)
             logger.info("GRPO iteration %d: steps %d-%d, reward %.3f, %.0f s", iteration, info["first_step"], stop_at,
                         info["reward_mean"] if info["reward_mean"] is not None else float("nan"), info["seconds"])
@@ -243,11 +244,32 @@ def last_checkpoint(trainer_dir: Path) -> tuple[Path | None, int]:
     return best
 
 
-def export_checkpoint(src: Path, dst: Path) -> None:
-    """Copy the policy (weights, config, tokenizer) of a trainer checkpoint to ``dst``, atomically."""
+def export_checkpoint(src: Path, dst: Path, base: Path | None = None) -> None:
+    """Copy the policy (weights, config, tokenizer) of a trainer checkpoint to ``dst``, atomically.
+
+    A LoRA run's checkpoint holds the adapter only (``adapter_config.json``): it is put on ``base`` and merged,
+    so ``dst`` is a plain checkpoint that every engine loads as any other."""
+    if (src / "adapter_config.json").exists():
+        if base is None:
+            raise RuntimeError(f"{src} holds a LoRA adapter: exporting it needs the base model")
+        export_adapter(src, dst, base)
+        return
     if not (src / "config.json").exists():
         raise RuntimeError(f"{src}: the trainer checkpoint is missing (expected after the segment ended)")
     publish_files(src, dst, skip=lambda p: p.name in TRAINER_STATE_FILES or p.name.startswith("rng_state"))
+
+
+def export_adapter(src: Path, dst: Path, base: Path) -> None:
+    """The trainer checkpoint's LoRA adapter on ``base``, merged, with the checkpoint's tokenizer, to ``dst``."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(str(base), dtype="auto")
+    model = PeftModel.from_pretrained(model, str(src))
+    tokenizer = AutoTokenizer.from_pretrained(str(src) if (src / "tokenizer_config.json").exists() else str(base))
+    publish_model(model, tokenizer, dst)
+    del model
+    free_memory()
 
 
 # --------------------------------------------------------------------------- the step log
@@ -463,5 +485,11 @@ def build_trainer(cfg: Config, base: Path, train: ProblemSet, trainer_dir: Path,
         tokenizer.pad_token = tokenizer.eos_token
     rows = [{"prompt": train.prompts[p.problem_id], "problem_id": p.problem_id} for p in train.problems]
     args = grpo_args(cfg, trainer_dir, train.stop)
+    lora = cfg.training.lora
+    peft_config = None
+    if lora.enabled:  # TRL wraps the model in the adapter; checkpoints hold the adapter, merged at export
+        from rest_em.training.lora import peft_lora_config
+
+        peft_config = peft_lora_config(lora)
     return GRPOTrainer(model=str(base), reward_funcs=[reward], args=args, train_dataset=Dataset.from_list(rows),
-                       processing_class=tokenizer, callbacks=[Monitor()])
+                       processing_class=tokenizer, callbacks=[Monitor()], peft_config=peft_config)

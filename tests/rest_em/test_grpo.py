@@ -183,3 +183,27 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(grpo, tmp_path):
     assert trainer_state["global_step"] == 4
     assert [h["step"] for h in trainer_state["log_history"] if "loss" in h] == [1, 2, 3, 4]  # the restored state
     assert RunDir(root).info(1, "train")["first_step"] == 3
+
+
+def test_a_lora_grpo_run_exports_the_merged_policy(grpo, tmp_path):
+    """training.lora under GRPO: TRL trains the adapter (peft_config); the exported checkpoint is a plain model
+    (no adapter files) whose weights moved away from the base model, and the trainer checkpoint holds the adapter."""
+    from safetensors.torch import load_file
+
+    overrides, calls, use = grpo
+    use(even_pass)
+    cfg = load_config(None, [*overrides, "run.name=lora", "grpo.max_steps=2", "grpo.eval_every=2",
+                             "training.lora.r=4", "training.learning_rate=5e-2"])
+    assert not any("training.lora" in w for w in cfg.warnings())
+    assert main(["iterate", *overrides, "run.name=lora", "grpo.max_steps=2", "grpo.eval_every=2",
+                 "training.lora.r=4", "training.learning_rate=5e-2"]) == 0
+    root = tmp_path / "runs" / "lora"
+    assert (root / "grpo" / "trainer" / "checkpoint-2" / "adapter_config.json").exists()
+    out = root / "iter_01" / "checkpoint"
+    assert not (out / "adapter_config.json").exists() and (out / "config.json").exists()
+    assert (out / "tokenizer_config.json").exists()
+    w0 = load_file(str(Path(cfg.model.path) / "model.safetensors"))
+    w1 = load_file(str(out / "model.safetensors"))
+    assert set(w1) <= set(w0) and not any("lora" in k for k in w1)
+    moved = [k for k in w1 if (w0[k] != w1[k]).any()]
+    assert moved and all(k.endswith("proj.weight") for k in moved)  # only the adapted linear layers changed
