@@ -1,7 +1,7 @@
 """Serving a LoRA M-step's result with vLLM: the merged checkpoint (what rest-em does) against the base model
 plus the adapter as a vLLM LoRA request (``enable_lora``), on the same prompts, in one run.
 
-    .venv/bin/python benchmarks/bench_lora_serving.py                        # 24 prompts x n=8, LoRA r=8
+    .venv/bin/python benchmarks/bench_lora_serving.py                        # 24 prompts x sampling.n, LoRA r=8
     .venv/bin/python benchmarks/bench_lora_serving.py --problems 48 --lora-r 16 --rounds 2
 
 The adapter: a fresh peft LoRA (every linear layer, r=--lora-r) on the default model with random ``B``
@@ -9,8 +9,8 @@ The adapter: a fresh peft LoRA (every linear layer, r=--lora-r) on the default m
 merged into a plain checkpoint. Each way runs in its own process (one engine each, the project's CPU engine
 settings) and prints:
 
-- ``merged``: engine start on the merged checkpoint; steady tokens/s of E-step sampling (n=8, T 0.7,
-  top-k 40, the default config's max_tokens and stop strings);
+- ``merged``: engine start on the merged checkpoint; steady tokens/s of E-step sampling (the config's
+  ``sampling.n``, temperature, top-p, top-k, max_tokens and the task's stop strings);
 - ``lora``: engine start on the base model with ``enable_lora=True``; the first call with the adapter's
   ``LoRARequest`` (it loads the adapter) and steady tokens/s after it.
 
@@ -127,7 +127,7 @@ def main() -> int:
     from rest_em.config import load_config
 
     base = load_config(args.config).model_path()
-    print(f"model {base}; {args.problems} prompts x n=8; LoRA r={args.lora_r} on every linear layer; "
+    print(f"model {base}; {args.problems} prompts x n={load_config(args.config).sampling.n}; LoRA r={args.lora_r} on every linear layer; "
           f"load average at start {os.getloadavg()[0]:.1f}", flush=True)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
