@@ -8,7 +8,7 @@ arXiv 2305.18290), trained with TRL's ``DPOTrainer``.
 - Start: the M-step's start (``mstep.init``, the base model by default), or with ``dpo.init: sft`` that
   start fine-tuned on the iteration's correct samples first (``iter_NN/sft_checkpoint``, stage
   ``sft_train``). The reference model is the start (TRL copies it).
-- ``beta``, ``loss_type``, ``learning_rate`` come from ``dpo.*``, every other optimizer setting from
+- ``beta``, ``loss_type``, ``sft_weight``, ``learning_rate`` come from ``dpo.*``, every other optimizer setting from
   ``training.*``. The checkpoint is a Hugging Face model in safetensors, like the SFT M-step's.
 - TRL's trainer runs in the driver process: ``training.launcher`` is refused when the config loads, and the
   ``training.*`` keys it does not read (DeepSpeed, early stopping, packing, the launcher's) are named in a
@@ -46,12 +46,17 @@ class DPOSection:
                                        "`iter_NN/sft_checkpoint`), then DPO from that, which is also the reference model")
     learning_rate: float | None = opt(None, "dpo: peak learning rate; `null` = `training.learning_rate` (every other "
                                       "optimizer setting is `training.*`)")
+    sft_weight: float = opt(0.0, "dpo: weight of an SFT term (the chosen completions' mean negative log-likelihood) "
+                            "added to the DPO loss, RPO (Pang et al. 2024); TRL's `loss_type: [<loss_type>, sft]` "
+                            "with `loss_weights: [1, sft_weight]`; 0 = plain DPO")
 
     def __post_init__(self) -> None:
         if self.pairs_per_problem < 1:
             raise ValueError(f"dpo.pairs_per_problem must be >= 1, got {self.pairs_per_problem}")
         if self.beta <= 0:
             raise ValueError(f"dpo.beta must be > 0, got {self.beta}")
+        if self.sft_weight < 0:
+            raise ValueError(f"dpo.sft_weight must be >= 0, got {self.sft_weight}")
 
 
 # training.* keys TRL's DPOTrainer (rest_em.algorithms.dpo_trainer) does not read, and why.

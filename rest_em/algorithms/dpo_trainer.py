@@ -33,6 +33,21 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+def loss_args(dpo: "DPOSection", config_cls: type) -> dict[str, Any]:
+    """``DPOConfig`` loss arguments: ``dpo.loss_type``, plus the SFT term when ``dpo.sft_weight`` > 0 (TRL 1.x:
+    ``loss_type=[type, "sft"]`` with ``loss_weights``; TRL 0.x: ``rpo_alpha``)."""
+    if not dpo.sft_weight:
+        return {"loss_type": dpo.loss_type}
+    import dataclasses
+
+    known = {f.name for f in dataclasses.fields(config_cls)}
+    if "loss_weights" in known:
+        return {"loss_type": [dpo.loss_type, "sft"], "loss_weights": [1.0, dpo.sft_weight]}
+    if "rpo_alpha" in known:
+        return {"loss_type": dpo.loss_type, "rpo_alpha": dpo.sft_weight}
+    raise RuntimeError("dpo.sft_weight needs a TRL whose DPOConfig has loss_weights or rpo_alpha: pip install -U trl")
+
+
 @dataclass(frozen=True)
 class TRLDPOTrainer:
     config: TrainConfig
@@ -68,7 +83,7 @@ class TRLDPOTrainer:
         steps_per_epoch = max(1, math.ceil(len(rows) / (c.per_device_batch_size * c.gradient_accumulation_steps)))
         total_steps = max(1, math.ceil(steps_per_epoch * c.num_epochs))
         args = DPOConfig(
-            output_dir=str(scratch), beta=self.dpo.beta, loss_type=self.dpo.loss_type,
+            output_dir=str(scratch), beta=self.dpo.beta, **loss_args(self.dpo, DPOConfig),
             learning_rate=self.dpo.learning_rate if self.dpo.learning_rate is not None else c.learning_rate,
             num_train_epochs=c.num_epochs, per_device_train_batch_size=c.per_device_batch_size,
             gradient_accumulation_steps=c.gradient_accumulation_steps, max_length=c.max_seq_len,
@@ -84,8 +99,10 @@ class TRLDPOTrainer:
             peft = {"peft_config": peft_lora_config(c.lora)}
         trainer = DPOTrainer(model=model, ref_model=None, args=args, train_dataset=data, processing_class=tokenizer,
                              **peft)
-        logger.info("DPO M-step: %d pairs, %d steps/epoch x %.2g epochs, beta %s, loss %s%s", len(rows), steps_per_epoch,
-                    c.num_epochs, self.dpo.beta, self.dpo.loss_type, f", LoRA r={c.lora.r}" if peft else "")
+        logger.info("DPO M-step: %d pairs, %d steps/epoch x %.2g epochs, beta %s, loss %s%s%s", len(rows),
+                    steps_per_epoch, c.num_epochs, self.dpo.beta, self.dpo.loss_type,
+                    f" + {self.dpo.sft_weight} x SFT" if self.dpo.sft_weight else "",
+                    f", LoRA r={c.lora.r}" if peft else "")
         t_train = time.perf_counter()
         output = trainer.train()
         train_seconds = time.perf_counter() - t_train
