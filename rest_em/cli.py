@@ -47,9 +47,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``parser.parse_args``, but a command's positional list may be interleaved with its options
+    (``iterate --config c.yaml a=1 --seeds 3 b=2``): argparse fills a ``nargs`` positional from its first run
+    of arguments only and calls the rest unrecognized. A command names that list with
+    ``set_defaults(_positional_list="overrides")``; the rest must not look like options."""
+    args, extras = parser.parse_known_args(argv)
+    target = getattr(args, "_positional_list", None)
+    if extras and target and not any(e.startswith("-") for e in extras):
+        setattr(args, target, [*getattr(args, target), *extras])
+    elif extras:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     level = logging.WARNING - 10 * min(args.verbose + 1, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     if not getattr(args, "func", None):

@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", default=None, help="the plot's path (default: OUTPUT with .png, else compare.png)")
     p.add_argument("--x", default="iteration", choices=("iteration", "flops"),
                    help="the plot's x axis: the iteration, or cumulative FLOPs (2N per sampled, 6N per trained token)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, _positional_list="run_dirs")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="run the config with N seeds (sampling, filter and training seeds + 0..N-1) into sibling run "
                         "directories <run.name>-seed<s>")
     p.add_argument("overrides", nargs="*", metavar="KEY.PATH=VALUE", help="config overrides, e.g. sampling.n=64")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, _positional_list="overrides")
 
 
 def run(args: argparse.Namespace) -> int:
