@@ -144,3 +144,53 @@ def test_the_hook_signatures_in_the_architecture_doc_match_the_code():
         fn = fn.__func__ if isinstance(fn, classmethod) else fn
         code = hook + str(inspect.signature(fn)).replace('"', "").replace("'", "")
         assert signature == code, f"docs/architecture.md shows {signature!r}, the code has {code!r}"
+
+
+# Values a key's type alone does not give (a validated string): key -> a valid non-default value.
+_VALID = {"training.backend": "deepspeed"}
+
+
+def _other_value(cfg, key: str) -> tuple[str, object]:
+    """(leaf key, a value other than its default) for ``key``; a whole section (``filter``) gives its first leaf."""
+    import dataclasses
+    import typing
+
+    parent, value = None, cfg
+    for part in key.split("."):
+        parent, value = value, getattr(value, part)
+    if dataclasses.is_dataclass(value):
+        return _other_value(cfg, f"{key}.{dataclasses.fields(value)[0].name}")
+    if key in _VALID:
+        return key, _VALID[key]
+    hint = typing.get_type_hints(type(parent))[key.split(".")[-1]]
+    options = [hint, *typing.get_args(hint)]
+    literals = [x for t in options if typing.get_origin(t) is typing.Literal for x in typing.get_args(t)]
+    if literals:
+        return key, next(x for x in literals if x != value)
+    if isinstance(value, bool) or (value is None and bool in options):
+        return key, "false" if value else "true"
+    if isinstance(value, int) or (value is None and int in options):
+        return key, (value or 1) + 1
+    if isinstance(value, float) or (value is None and float in options):
+        return key, value / 2 if value else 0.5
+    if isinstance(value, str) or (value is None and str in options):
+        return key, f"{value or ''}x"
+    raise AssertionError(f"{key}: no other value for {value!r} ({hint}); add one to _VALID")
+
+
+def _every_unused_key():
+    return [(name, key) for name, cls in registry.algorithms().items()
+            for key in cls.unused_settings(load_config(None, [f"algorithm={name}"]))]
+
+
+@pytest.mark.parametrize("algorithm,key", _every_unused_key())
+def test_every_key_an_algorithm_does_not_read_is_named_when_set(algorithm, key):
+    """Exhaustive over each algorithm's own table (``unused_settings``): a value set away from its default is
+    named in a load-time warning, or the config is refused at load with a message naming it."""
+    leaf, value = _other_value(load_config(None, [f"algorithm={algorithm}"]), key)
+    try:
+        cfg = load_config(None, [f"algorithm={algorithm}", f"{leaf}={value}"])
+    except ConfigError as exc:
+        assert key.split(".")[-1] in str(exc), str(exc)
+        return
+    assert any(key in w for w in cfg.warnings()), (leaf, value, cfg.warnings())
