@@ -126,8 +126,9 @@ def main() -> int:
 
     from rest_em.config import load_config
 
-    base = load_config(args.config).model_path()
-    print(f"model {base}; {args.problems} prompts x n={load_config(args.config).sampling.n}; LoRA r={args.lora_r} on every linear layer; "
+    cfg = load_config(args.config)
+    base = cfg.model_path()
+    print(f"model {base}; {args.problems} prompts x n={cfg.sampling.n}; LoRA r={args.lora_r} on every linear layer; "
           f"load average at start {os.getloadavg()[0]:.1f}", flush=True)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:

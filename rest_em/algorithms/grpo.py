@@ -485,11 +485,9 @@ def build_trainer(cfg: Config, base: Path, train: ProblemSet, trainer_dir: Path,
         tokenizer.pad_token = tokenizer.eos_token
     rows = [{"prompt": train.prompts[p.problem_id], "problem_id": p.problem_id} for p in train.problems]
     args = grpo_args(cfg, trainer_dir, train.stop)
-    lora = cfg.training.lora
-    peft_config = None
-    if lora.enabled:  # TRL wraps the model in the adapter; checkpoints hold the adapter, merged at export
-        from rest_em.training.lora import peft_lora_config
+    from rest_em.training.lora import peft_lora_config
 
-        peft_config = peft_lora_config(lora)
+    # With training.lora TRL wraps the model in the adapter; its checkpoints hold the adapter, merged at export.
+    peft_config = peft_lora_config(cfg.training.lora) if cfg.training.lora.enabled else None
     return GRPOTrainer(model=str(base), reward_funcs=[reward], args=args, train_dataset=Dataset.from_list(rows),
                        processing_class=tokenizer, callbacks=[Monitor()], peft_config=peft_config)
