@@ -129,9 +129,10 @@ class DPO(Algorithm):
     @classmethod
     def unused_settings(cls, cfg: Any) -> Mapping[str, str]:
         out = dict(cls.unused_keys)
-        if cfg.dpo.learning_rate is not None:
-            out["training.learning_rate"] = "dpo.learning_rate is set and takes its place"
-        if cfg.dpo.init == "base":
+        if cfg.dpo.init == "base":  # under dpo.init: sft both drive the SFT start (training.*, filter.*)
+            if cfg.dpo.learning_rate is not None:
+                out["training.learning_rate"] = ("dpo.learning_rate is set and takes its place (training.learning_rate "
+                                                 "trains the SFT start of dpo.init: sft)")
             out["filter.cap"] = "pairs are capped by dpo.pairs_per_problem (filter.cap caps the SFT start of dpo.init: sft)"
         return out
 

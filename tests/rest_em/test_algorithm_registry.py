@@ -110,6 +110,18 @@ def test_one_warning_names_all_the_ignored_keys():
     assert len(lines) == 1 and all(k in lines[0] for k in ("training.packing", "training.early_stopping", "filter.cap"))
 
 
+def test_dpo_names_training_learning_rate_and_filter_cap_only_when_nothing_reads_them():
+    def ignored(*overrides):
+        cfg = load_config(None, ["algorithm=dpo", "training.learning_rate=3e-5", "filter.cap=2", *overrides])
+        return " ".join(w for w in cfg.warnings() if w.startswith("algorithm dpo does not read"))
+
+    plain = ignored("dpo.init=base", "dpo.learning_rate=1e-6")
+    assert "training.learning_rate" in plain and "filter.cap" in plain
+    assert "training.learning_rate" not in ignored("dpo.init=base", "dpo.learning_rate=null")
+    sft_start = ignored("dpo.init=sft", "dpo.learning_rate=1e-6")  # the SFT start trains with both
+    assert "training.learning_rate" not in sft_start and "filter.cap" not in sft_start
+
+
 def test_rcrl_and_expert_iteration_train_under_the_launcher():
     from rest_em.algorithms.rcrl import RCRL, RCRLTrainer
 
