@@ -5,9 +5,9 @@ arXiv 2305.18290), trained with TRL's ``DPOTrainer``.
   combination of its distinct ``pass`` and ``fail`` samples (``error`` verdicts never enter), of which at
   most ``dpo.pairs_per_problem`` are kept, a seeded choice. A problem with only correct or only
   incorrect samples gives no pair; the dataset stage counts those problems for the report.
-- Start: the M-step's start (``mstep.init``, the base model by default), or with ``dpo.init: sft`` that
-  start fine-tuned on the iteration's correct samples first (``iter_NN/sft_checkpoint``, stage
-  ``sft_train``). The reference model is the start (TRL copies it).
+- Start (``dpo.init``): by default (``sft``) the M-step's start (``mstep.init``, the base model by default)
+  fine-tuned on the iteration's correct samples first (``iter_NN/sft_checkpoint``, stage ``sft_train``);
+  with ``base`` the M-step's start itself. The reference model is the start (TRL copies it).
 - ``beta``, ``loss_type``, ``sft_weight``, ``learning_rate`` come from ``dpo.*``, every other optimizer setting from
   ``training.*``. The checkpoint is a Hugging Face model in safetensors, like the SFT M-step's.
 - TRL's trainer runs in the driver process: ``training.launcher`` is refused when the config loads, and the
@@ -41,12 +41,16 @@ class DPOSection:
     beta: float = opt(0.1, "dpo: the KL strength beta of the DPO loss (Rafailov et al. 2023 use 0.1)")
     loss_type: str = opt("sigmoid", "dpo: TRL's `DPOConfig.loss_type` (`sigmoid` = the DPO paper's loss, `ipo`, "
                          "`hinge`, ...)")
-    init: Literal["base", "sft"] = opt("base", "dpo: `base` = DPO from the M-step's start (`mstep.init`); `sft` = first "
-                                       "fine-tune it on the iteration's correct samples (the ReST-EM M-step, "
-                                       "`iter_NN/sft_checkpoint`), then DPO from that, which is also the reference model")
-    learning_rate: float | None = opt(None, "dpo: peak learning rate; `null` = `training.learning_rate` (every other "
-                                      "optimizer setting is `training.*`)")
-    sft_weight: float = opt(0.0, "dpo: weight of an SFT term (the chosen completions' mean negative log-likelihood) "
+    # The defaults (an SFT start, 1e-6, an SFT term of weight 1) were set by measurement on the embedded default:
+    # plain DPO from the base model at training.learning_rate lost the \boxed{} format and collapsed, these did
+    # not over 3 seeds (docs/algorithms.md, "DPO").
+    init: Literal["base", "sft"] = opt("sft", "dpo: `sft` = first fine-tune the M-step's start (`mstep.init`) on the "
+                                       "iteration's correct samples (the ReST-EM M-step, `training.*`, "
+                                       "`iter_NN/sft_checkpoint`), then DPO from that, which is also the reference "
+                                       "model; `base` = DPO from the M-step's start itself")
+    learning_rate: float | None = opt(1e-6, "dpo: peak learning rate of the DPO step (the DPO paper's 1e-6); `null` = "
+                                      "`training.learning_rate` (every other optimizer setting is `training.*`)")
+    sft_weight: float = opt(1.0, "dpo: weight of an SFT term (the chosen completions' mean negative log-likelihood) "
                             "added to the DPO loss, RPO (Pang et al. 2024); TRL's `loss_type: [<loss_type>, sft]` "
                             "with `loss_weights: [1, sft_weight]`; 0 = plain DPO")
 

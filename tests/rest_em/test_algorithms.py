@@ -247,14 +247,21 @@ def test_dpo_through_the_loop_with_an_sft_start(setup):
     assert report["iterations"][1]["dataset"]["problems_with_pairs"] == 6
 
 
-def test_dpo_with_no_pair_keeps_the_start_and_says_why(setup):
-    cfg, task, state = setup("dpo", lambda m, j, i: True, iterations=1)  # all correct: no incorrect sample
+@pytest.mark.parametrize("init", ["base", "sft"])
+def test_dpo_with_no_pair_keeps_the_start_and_says_why(setup, init):
+    cfg, task, state = setup("dpo", lambda m, j, i: True, iterations=1,  # all correct: no incorrect sample
+                             overrides=[f"dpo.init={init}"])
     run(cfg)
     info = RunDir(cfg.run_dir()).info(1, "train")
-    assert info["skipped"] and "pair" in info["reason"] and state["calls"] == []
+    assert info["skipped"] and "pair" in info["reason"]
     data = json.loads((cfg.run_dir() / "report.json").read_text())
     assert data["iterations"][1]["dataset"]["problems_only_correct"] == 6
-    assert data["iterations"][1]["policy"] == "base model (M-step skipped)"
+    if init == "base":  # nothing trained: the base model stays the policy
+        assert state["calls"] == [] and data["iterations"][1]["policy"] == "base model (M-step skipped)"
+    else:  # the SFT start trained on the correct samples is the start DPO would have left, and the policy
+        sft_start = str(cfg.run_dir() / "iter_01" / "sft_checkpoint")
+        assert [c["out"] for c in state["calls"]] == [sft_start]
+        assert data["iterations"][1]["policy"] == "iter_01/sft_checkpoint (M-step skipped)", data["iterations"][1]["policy"]
 
 
 @pytest.mark.parametrize("algorithm", ["rest_em", "expert_iteration", "rcrl", "hpt_gate", "dpo"])

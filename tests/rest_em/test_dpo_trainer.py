@@ -18,7 +18,7 @@ def test_one_real_dpo_step_writes_a_loadable_safetensors_checkpoint(tmp_path, ti
              for i, prompt in enumerate(chat_prompts[:2])]
     config = TrainConfig(num_epochs=1, per_device_batch_size=2, learning_rate=1e-3, max_seq_len=64, dtype="float32")
     out = tmp_path / "iter_01" / "checkpoint"
-    result = TRLDPOTrainer(config, DPOSection(beta=0.1)).train(Path(tiny_model_dir), pairs, out)
+    result = TRLDPOTrainer(config, DPOSection(beta=0.1, learning_rate=None)).train(Path(tiny_model_dir), pairs, out)
     assert result.steps == 1 and result.num_examples == 2 and result.train_loss is not None
     assert (out / "model.safetensors").exists() and (out / "tokenizer_config.json").exists()
     assert not (out.parent / ".checkpoint.partial").exists()
@@ -42,7 +42,7 @@ def test_a_dpo_m_step_with_lora_merges_its_adapter_and_moves_only_the_adapted_la
     config = TrainConfig(num_epochs=1, per_device_batch_size=2, learning_rate=1e-2, max_seq_len=64, dtype="float32",
                          lora=LoRAConfig(r=4, alpha=8))
     out = tmp_path / "iter_01" / "checkpoint"
-    result = TRLDPOTrainer(config, DPOSection(beta=0.1)).train(Path(tiny_model_dir), pairs, out)
+    result = TRLDPOTrainer(config, DPOSection(beta=0.1, learning_rate=None)).train(Path(tiny_model_dir), pairs, out)
     assert result.steps == 1 and result.train_loss is not None
     assert not (out / "adapter_config.json").exists()
     before = load_file(str(Path(tiny_model_dir) / "model.safetensors"))
@@ -61,13 +61,13 @@ def test_dpo_sft_weight_adds_the_chosen_nll_term(tmp_path, tiny_model_dir, chat_
 
     from rest_em.algorithms.dpo_trainer import loss_args
 
-    assert loss_args(DPOSection(), DPOConfig) == {"loss_type": "sigmoid"}
+    assert loss_args(DPOSection(sft_weight=0.0), DPOConfig) == {"loss_type": "sigmoid"}
     assert loss_args(DPOSection(sft_weight=0.5), DPOConfig) in (
         {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, 0.5]}, {"loss_type": "sigmoid", "rpo_alpha": 0.5})
     pairs = [{"problem_id": f"p{i}", "prompt": prompt, "chosen": "The answer is \\boxed{5}.", "rejected": "I think 6."}
              for i, prompt in enumerate(chat_prompts[:2])]
     config = TrainConfig(num_epochs=1, per_device_batch_size=2, learning_rate=1e-9, max_seq_len=64, dtype="float32")
-    plain = TRLDPOTrainer(config, DPOSection(beta=0.1)).train(Path(tiny_model_dir), pairs, tmp_path / "a")
+    plain = TRLDPOTrainer(config, DPOSection(beta=0.1, sft_weight=0.0)).train(Path(tiny_model_dir), pairs, tmp_path / "a")
     with_sft = TRLDPOTrainer(config, DPOSection(beta=0.1, sft_weight=1.0)).train(Path(tiny_model_dir), pairs,
                                                                                tmp_path / "b")
     assert abs(plain.train_loss - math.log(2)) < 1e-3
