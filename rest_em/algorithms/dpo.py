@@ -43,7 +43,7 @@ class DPOSection:
                          "`hinge`, ...)")
     # The defaults (an SFT start, 1e-6, an SFT term of weight 1) were set by measurement on the embedded default:
     # plain DPO from the base model at training.learning_rate lost the \boxed{} format and collapsed, these did
-    # not over 3 seeds (docs/algorithms.md, "DPO").
+    # not over 3 seeds (docs/algorithms.md, "DPO: the defaults, by measurement").
     init: Literal["base", "sft"] = opt("sft", "dpo: `sft` = first fine-tune the M-step's start (`mstep.init`) on the "
                                        "iteration's correct samples (the ReST-EM M-step, `training.*`, "
                                        "`iter_NN/sft_checkpoint`), then DPO from that, which is also the reference "
