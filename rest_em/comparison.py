@@ -165,14 +165,19 @@ def plot_comparison(data: dict[str, Any], path: Path, x: str = "iteration") -> N
     if x not in X_AXES:
         raise ComparisonError(f"unknown x axis {x!r}; choose one of {', '.join(X_AXES)}")
     keys = data["keys"]
-    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.8), squeeze=False)
+    styles = plot_styles(data)
+    legend_width = 0.35 + 0.075 * max(len(r["label"]) for r in data["runs"])  # inches, beside the panels
+    width = 4 * len(keys) + legend_width
+    fig, axes = plt.subplots(1, len(keys), figsize=(width, 3.8), squeeze=False)
     for ax, key in zip(axes[0], keys):
         for r in data["runs"]:
             pts = [(_x_of(e, x), 100 * e["eval"][key], _err(e["eval"], key)) for e in r["report"]["iterations"]
                    if e.get("eval") and e["eval"].get(key) is not None and _x_of(e, x) is not None]
             if pts:
                 xs, ys, errs = zip(*pts)
-                ax.errorbar(xs, ys, yerr=list(zip(*errs)), fmt="-o", label=r["label"], capsize=3, elinewidth=0.8)
+                colour, marker = styles[r["label"]]
+                ax.errorbar(xs, ys, yerr=list(zip(*errs)), fmt="-", marker=marker, color=colour, label=r["label"],
+                            capsize=3, elinewidth=0.8, alpha=0.85)
         ax.set_title(key)
         ax.set_xlabel(X_AXES[x])
         if x == "flops" and ax.has_data() and all(v > 0 for line in ax.get_lines() for v in line.get_xdata()):
@@ -180,9 +185,18 @@ def plot_comparison(data: dict[str, Any], path: Path, x: str = "iteration") -> N
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("percent (test split; bars: 95% interval)")
-    axes[0][-1].legend(fontsize=8)
-    fig.suptitle(f"{data['task']}: {len(data['runs'])} runs")
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    for ax in axes[0][1:]:  # a run may have no point on the first panel
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    order = sorted(range(len(labels)), key=lambda i: list(styles).index(labels[i]))  # group by group
+    fig.legend([handles[i] for i in order], [labels[i] for i in order], loc="center right", fontsize=8, frameon=False)
+    grouped = any(len(g["runs"]) > 1 for g in data.get("groups", []))
+    fig.suptitle(f"{data['task']}: {len(data['runs'])} runs"
+                 + ("; one colour per config, one marker per seed" if grouped else ""))
+    fig.tight_layout(rect=(0, 0, 1 - legend_width / width, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=100)
@@ -196,6 +210,29 @@ X_AXES = {"iteration": "iteration (0 = base model)",
           "flops": "cumulative FLOPs (estimate)"}
 # Config keys that only seed a run (and its name): runs that differ in nothing else are one config by seed.
 SEED_KEYS = ("sampling.seed", "training.seed", "filter.seed", "run.name", "run.output_dir")
+
+
+MARKERS = "osD^vP*Xph<>"
+
+
+def plot_styles(data: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """Each run's (colour, marker) on the plot: the runs of one seed group (add_seed_groups) share a colour
+    and differ in their marker, so a comparison of several configs by 3 seeds stays readable past the
+    palette's 10 colours; runs outside any group (a group of one) get a colour each, with a circle."""
+    import matplotlib
+
+    palette = matplotlib.colormaps["tab10"].colors if len(data.get("groups") or data["runs"]) <= 10 \
+        else matplotlib.colormaps["tab20"].colors
+    groups = data.get("groups") or [{"runs": [r]} for r in data["runs"]]
+    styles: dict[str, tuple[str, str]] = {}
+    for i, g in enumerate(groups):
+        colour = matplotlib.colors.to_hex(palette[i % len(palette)])
+        by_seed = sorted(g["runs"], key=lambda r: [str(_get(r["config"], k)) for k in SEED_KEYS[:3]])
+        for j, r in enumerate(by_seed):  # the lowest seeds get a circle, the next a square, ...
+            styles[r["label"]] = (colour, MARKERS[j % len(MARKERS)])
+    for r in data["runs"]:  # a run no group holds (data built by hand) still gets a style
+        styles.setdefault(r["label"], (matplotlib.colors.to_hex(palette[len(styles) % len(palette)]), MARKERS[0]))
+    return styles
 
 
 def _x_of(e: dict[str, Any], x: str) -> float | None:
