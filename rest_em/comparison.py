@@ -227,12 +227,19 @@ def plot_styles(data: dict[str, Any]) -> dict[str, tuple[str, str]]:
     styles: dict[str, tuple[str, str]] = {}
     for i, g in enumerate(groups):
         colour = matplotlib.colors.to_hex(palette[i % len(palette)])
-        by_seed = sorted(g["runs"], key=lambda r: [str(_get(r["config"], k)) for k in SEED_KEYS[:3]])
+        by_seed = sorted(g["runs"], key=lambda r: [_seed_order(_get(r["config"], k)) for k in SEED_KEYS[:3]])
         for j, r in enumerate(by_seed):  # the lowest seeds get a circle, the next a square, ...
             styles[r["label"]] = (colour, MARKERS[j % len(MARKERS)])
     for r in data["runs"]:  # a run no group holds (data built by hand) still gets a style
         styles.setdefault(r["label"], (matplotlib.colors.to_hex(palette[len(styles) % len(palette)]), MARKERS[0]))
     return styles
+
+
+def _seed_order(seed: Any) -> tuple[int, float, str]:
+    """Numbers in numeric order (2 before 10), then anything else (None: no seed) by its text."""
+    if isinstance(seed, (int, float)) and not isinstance(seed, bool):
+        return (0, float(seed), "")
+    return (1, 0.0, str(seed))
 
 
 def _x_of(e: dict[str, Any], x: str) -> float | None:

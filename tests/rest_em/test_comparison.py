@@ -71,16 +71,16 @@ def test_plot_colours_runs_by_seed_group_and_marks_each_seed(tmp_path):
     solved = [i < 5 for i in range(10)]
     runs = [make_run(tmp_path, f"{algo}-seed{s}", {0: solved}, overrides=[f"algorithm={algo}", f"sampling.seed={s}",
                                                                           f"training.seed={s}", f"filter.seed={s}"])
-            for algo in ("rest_em", "expert_iteration", "sft") for s in (2, 0, 1)]  # 9 runs, seeds out of order
+            for algo in ("rest_em", "expert_iteration", "sft") for s in (10, 0, 2)]  # 9 runs, seeds out of order
     singles = [make_run(tmp_path, f"dpo-{i}", {0: solved}, overrides=["algorithm=dpo", f"dpo.beta={0.1 * (i + 1)}"])
                for i in range(3)]  # 3 configs of one run each
     data = compare_runs([*runs, *singles])
     styles = plot_styles(data)
     assert len(styles) == 12
     for algo in ("rest_em", "expert_iteration", "sft"):
-        mine = [styles[f"{algo}-seed{s}"] for s in (0, 1, 2)]
+        mine = [styles[f"{algo}-seed{s}"] for s in (0, 2, 10)]
         assert len({c for c, _ in mine}) == 1  # one colour per config
-        assert [m for _, m in mine] == ["o", "s", "D"]  # one marker per seed, in seed order
+        assert [m for _, m in mine] == ["o", "s", "D"]  # one marker per seed, in numeric seed order
     colours = [styles[f"{a}-seed0"][0] for a in ("rest_em", "expert_iteration", "sft")] + \
               [styles[f"dpo-{i}"][0] for i in range(3)]
     assert len(set(colours)) == 6  # six configs, six colours (12 runs would have wrapped the old 10-colour cycle)
