@@ -185,14 +185,12 @@ def plot_comparison(data: dict[str, Any], path: Path, x: str = "iteration") -> N
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("percent (test split; bars: 95% interval)")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    for ax in axes[0][1:]:  # a run may have no point on the first panel
+    handles: dict[str, Any] = {}
+    for ax in axes[0]:  # a run may have no point on some panel
         for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
-    order = sorted(range(len(labels)), key=lambda i: list(styles).index(labels[i]))  # group by group
-    fig.legend([handles[i] for i in order], [labels[i] for i in order], loc="center right", fontsize=8, frameon=False)
+            handles.setdefault(lab, h)
+    labels = [lab for lab in styles if lab in handles]  # styles' order: group by group
+    fig.legend([handles[lab] for lab in labels], labels, loc="center right", fontsize=8, frameon=False)
     grouped = any(len(g["runs"]) > 1 for g in data.get("groups", []))
     fig.suptitle(f"{data['task']}: {len(data['runs'])} runs"
                  + ("; one colour per config, one marker per seed" if grouped else ""))
@@ -221,17 +219,14 @@ def plot_styles(data: dict[str, Any]) -> dict[str, tuple[str, str]]:
     palette's 10 colours; runs outside any group (a group of one) get a colour each, with a circle."""
     import matplotlib
 
-    palette = matplotlib.colormaps["tab10"].colors if len(data.get("groups") or data["runs"]) <= 10 \
-        else matplotlib.colormaps["tab20"].colors
     groups = data.get("groups") or [{"runs": [r]} for r in data["runs"]]
+    palette = matplotlib.colormaps["tab10" if len(groups) <= 10 else "tab20"].colors
     styles: dict[str, tuple[str, str]] = {}
     for i, g in enumerate(groups):
         colour = matplotlib.colors.to_hex(palette[i % len(palette)])
         by_seed = sorted(g["runs"], key=lambda r: [_seed_order(_get(r["config"], k)) for k in SEED_KEYS[:3]])
         for j, r in enumerate(by_seed):  # the lowest seeds get a circle, the next a square, ...
             styles[r["label"]] = (colour, MARKERS[j % len(MARKERS)])
-    for r in data["runs"]:  # a run no group holds (data built by hand) still gets a style
-        styles.setdefault(r["label"], (matplotlib.colors.to_hex(palette[len(styles) % len(palette)]), MARKERS[0]))
     return styles
 
 
